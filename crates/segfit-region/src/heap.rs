@@ -1,0 +1,441 @@
+//! The boundary-tag heap core shared by the four free-list allocators.
+//!
+//! `Heap<S>` owns the block layout (see `block.rs`): claiming regions,
+//! splitting, coalescing, in-place reallocation, statistics and the invariant
+//! walk. *Which* free block an allocation gets is decided by the free set `S`
+//! (`list::List<P>` for first/next/best-fit, `tlsf::Tlsf` for segregated-fit).
+//!
+//! Invariants, besides those of `block.rs`:
+//! * the free set holds exactly the blocks whose header has `FREE`;
+//! * `in_use + free + SENTINEL * regions == claimed`;
+//! * `free_blocks` is the number of free blocks.
+
+use core::alloc::Layout;
+use core::ptr::{self, NonNull};
+
+use crate::block::*;
+use crate::{ClaimError, RegionStats};
+
+/// The structure that indexes free blocks. Implemented by the address-ordered
+/// list and by the TLSF bitmap index.
+///
+/// Every method takes block sizes explicitly so implementations never depend
+/// on the order in which `Heap` rewrites headers.
+///
+/// # Safety
+/// Implementations must only return blocks they were given, and `find` must
+/// return a block that [`fits`] the request.
+pub(crate) unsafe trait FreeSet {
+    /// The empty set (usable in `const fn new`).
+    const EMPTY: Self;
+    /// A free block that can hold `need` bytes with an `align`-aligned payload.
+    /// Adds one to `steps` per free block examined.
+    fn find(&mut self, need: usize, align: usize, steps: &mut u64) -> Option<*mut u8>;
+    /// Adds the free block `b` of `size` bytes.
+    ///
+    /// # Safety
+    /// `b` must be a free block of `size` bytes not already in the set.
+    unsafe fn insert(&mut self, b: *mut u8, size: usize);
+    /// Adds `b`, which lies right after the free block `anchor` in address
+    /// order with no free block between them.
+    ///
+    /// # Safety
+    /// As for `insert`; `anchor` must be in the set.
+    unsafe fn insert_after(&mut self, anchor: *mut u8, b: *mut u8, size: usize) {
+        let _ = anchor;
+        // SAFETY: forwarded from the caller.
+        unsafe { self.insert(b, size) }
+    }
+    /// Removes `b` (of `size` bytes) from the set.
+    ///
+    /// # Safety
+    /// `b` must be in the set with that size.
+    unsafe fn remove(&mut self, b: *mut u8, size: usize);
+    /// Replaces `old` with `new`, whose extent overlaps `old`'s and no other
+    /// free block (so address order is kept).
+    ///
+    /// # Safety
+    /// `old` must be in the set with `old_size`; `new` a free block of `new_size`.
+    unsafe fn replace(&mut self, old: *mut u8, old_size: usize, new: *mut u8, new_size: usize) {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            self.remove(old, old_size);
+            self.insert(new, new_size);
+        }
+    }
+    /// Size of the largest free block, 0 if none.
+    fn largest(&self) -> usize;
+    /// Checks the set's own structure; returns (blocks, bytes) it holds.
+    fn check(&self) -> Result<(usize, usize), &'static str>;
+}
+
+/// The generic boundary-tag heap.
+pub(crate) struct Heap<S> {
+    pub(crate) set: S,
+    /// Sentinel of the most recently claimed region (head of the region chain).
+    last: *mut u8,
+    claimed: usize,
+    in_use: usize,
+    free: usize,
+    free_blocks: usize,
+    regions: usize,
+    steps: u64,
+}
+
+impl<S: FreeSet> Heap<S> {
+    pub(crate) const fn new() -> Self {
+        Heap {
+            set: S::EMPTY,
+            last: ptr::null_mut(),
+            claimed: 0,
+            in_use: 0,
+            free: 0,
+            free_blocks: 0,
+            regions: 0,
+            steps: 0,
+        }
+    }
+
+    /// # Safety
+    /// See [`crate::RegionAlloc::claim`].
+    pub(crate) unsafe fn claim(&mut self, base: *mut u8, len: usize) -> Result<(), ClaimError> {
+        let lo = base as usize;
+        let hi = lo.checked_add(len).ok_or(ClaimError::AddressOverflow)?;
+        let start = align_up(lo, WORD).ok_or(ClaimError::AddressOverflow)?;
+        let end = hi & !(WORD - 1);
+        if end < start || end - start < MIN_BLOCK + SENTINEL {
+            return Err(ClaimError::TooSmall);
+        }
+        // Reject overlaps with any region we already manage.
+        let mut s = self.last;
+        while !s.is_null() {
+            // SAFETY: `s` walks the sentinel chain we wrote in earlier claims.
+            let (r_start, prev) = unsafe { (word(s, 1), ptr(s, 2)) };
+            let r_end = s as usize + SENTINEL;
+            if start < r_end && r_start < end {
+                return Err(ClaimError::Overlap);
+            }
+            s = prev;
+        }
+        // SAFETY: pointer arithmetic stays inside the caller's range.
+        let first = unsafe { base.add(start - lo) };
+        // SAFETY: as above; `end - SENTINEL >= start + MIN_BLOCK`.
+        let sentinel = unsafe { base.add(end - SENTINEL - lo) };
+        let merge = !self.last.is_null() && self.last as usize + SENTINEL == start;
+        // SAFETY: the caller handed us `start..end`; all writes stay inside it
+        // or in our own previous sentinel (when merging).
+        unsafe {
+            let (block, region_start, prev_sentinel) = if merge {
+                let old = self.last;
+                (old, word(old, 1), ptr(old, 2))
+            } else {
+                (first, start, self.last)
+            };
+            let size = sentinel as usize - block as usize;
+            set_word(sentinel, 1, region_start);
+            set_ptr(sentinel, 2, prev_sentinel);
+            self.free_block(block, size, merge && header(block) & PREV_FREE != 0, sentinel);
+            if !merge {
+                self.regions += 1;
+            }
+        }
+        self.last = sentinel;
+        self.claimed += end - start;
+        Ok(())
+    }
+
+    /// Turns the newly claimed `b..b+size` into a free block, coalescing with a
+    /// free predecessor (when `prev_free`), and writes the new sentinel `next`.
+    ///
+    /// # Safety
+    /// `b..next` must be ours; `next == b + size`.
+    unsafe fn free_block(&mut self, b: *mut u8, size: usize, prev_free: bool, next: *mut u8) {
+        // SAFETY: guaranteed by the caller and the block invariants.
+        unsafe {
+            let mut start = b;
+            let mut total = size;
+            if prev_free {
+                let psize = b.sub(WORD).cast::<usize>().read();
+                start = b.sub(psize);
+                total += psize;
+                self.set.replace(start, psize, start, total);
+            } else {
+                self.set.insert(start, total);
+                self.free_blocks += 1;
+            }
+            make_free(start, total);
+            set_header(next, PREV_FREE);
+            self.free += size;
+        }
+    }
+
+    pub(crate) fn allocate(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        let need = block_size_for(layout.size())?;
+        let align = layout.align();
+        let b = self.set.find(need, align, &mut self.steps)?;
+        // SAFETY: `find` returned a free block of ours that fits the request.
+        unsafe { Some(self.carve(b, need, align)) }
+    }
+
+    /// Allocates `need` bytes with an `align`-aligned payload out of the free
+    /// block `b`, returning leading and trailing remainders to the set.
+    ///
+    /// # Safety
+    /// `b` must be in the set and [`fits`]`(b, size, need, align)`.
+    #[inline(always)]
+    unsafe fn carve(&mut self, b: *mut u8, need: usize, align: usize) -> NonNull<u8> {
+        // SAFETY: `b` is a free block in a region we own; all offsets stay
+        // inside it because it fits the request.
+        unsafe {
+            let size = header(b) & !FLAGS;
+            let lead = match lead_for(b, align) {
+                Some(l) => l,
+                None => {
+                    debug_assert!(false, "find returned a block that does not fit");
+                    core::hint::unreachable_unchecked()
+                }
+            };
+            let rest = size - lead - need;
+            let (take, trail) = if rest >= MIN_BLOCK { (need, rest) } else { (size - lead, 0) };
+            let start = b.add(lead);
+            let tail = start.add(take);
+            match (lead != 0, trail != 0) {
+                (false, false) => {
+                    self.set.remove(b, size);
+                    self.free_blocks -= 1;
+                }
+                (true, false) => self.set.replace(b, size, b, lead),
+                (false, true) => self.set.replace(b, size, tail, trail),
+                (true, true) => {
+                    self.set.replace(b, size, b, lead);
+                    self.set.insert_after(b, tail, trail);
+                    self.free_blocks += 1;
+                }
+            }
+            if lead != 0 {
+                make_free(b, lead);
+                set_header(start, take | PREV_FREE);
+            } else {
+                set_header(start, take);
+            }
+            if trail != 0 {
+                make_free(tail, trail);
+            } else {
+                set_header(tail, header(tail) & !PREV_FREE);
+            }
+            self.in_use += take;
+            self.free -= take;
+            NonNull::new_unchecked(start.add(WORD))
+        }
+    }
+
+    /// # Safety
+    /// See [`crate::RegionAlloc::deallocate`].
+    pub(crate) unsafe fn deallocate(&mut self, p: NonNull<u8>) {
+        // SAFETY: `p` came from `allocate`, so a header precedes it and its
+        // neighbours are valid blocks of the same region.
+        unsafe {
+            let b = p.as_ptr().sub(WORD);
+            let h = header(b);
+            if h & FREE != 0 {
+                debug_assert!(false, "double free");
+                return;
+            }
+            let size = h & !FLAGS;
+            self.in_use -= size;
+            self.free += size;
+            let next = b.add(size);
+            let nh = header(next);
+            let mut start = b;
+            let mut total = size;
+            let next_free = nh & FREE != 0;
+            if h & PREV_FREE != 0 {
+                let psize = b.sub(WORD).cast::<usize>().read();
+                start = b.sub(psize);
+                total += psize;
+                if next_free {
+                    let nsize = nh & !FLAGS;
+                    self.set.remove(next, nsize);
+                    total += nsize;
+                    self.free_blocks -= 1;
+                    self.set.replace(start, psize, start, total);
+                } else {
+                    self.set.replace(start, psize, start, total);
+                }
+            } else if next_free {
+                let nsize = nh & !FLAGS;
+                total += nsize;
+                self.set.replace(next, nsize, b, total);
+            } else {
+                self.set.insert(b, total);
+                self.free_blocks += 1;
+            }
+            make_free(start, total);
+            let after = start.add(total);
+            set_header(after, header(after) | PREV_FREE);
+        }
+    }
+
+    /// Resizes in place if the block or its free successor allows it.
+    ///
+    /// # Safety
+    /// `p` must be a live allocation of this heap.
+    pub(crate) unsafe fn resize_in_place(&mut self, p: NonNull<u8>, new_size: usize) -> bool {
+        let Some(need) = block_size_for(new_size) else {
+            return false;
+        };
+        // SAFETY: `p` is live, so its header and successor are valid blocks.
+        unsafe {
+            let b = p.as_ptr().sub(WORD);
+            let h = header(b);
+            let size = h & !FLAGS;
+            let next = b.add(size);
+            let nh = header(next);
+            let next_free = nh & FREE != 0;
+            let nsize = nh & !FLAGS;
+            if need <= size {
+                let rest = size - need;
+                if rest == 0 {
+                    return true;
+                }
+                let tail = b.add(need);
+                if next_free {
+                    self.set.replace(next, nsize, tail, rest + nsize);
+                    make_free(tail, rest + nsize);
+                } else if rest >= MIN_BLOCK {
+                    self.set.insert(tail, rest);
+                    self.free_blocks += 1;
+                    make_free(tail, rest);
+                    set_header(next, nh | PREV_FREE);
+                } else {
+                    return true;
+                }
+                set_header(b, need | (h & PREV_FREE));
+                self.in_use -= rest;
+                self.free += rest;
+                return true;
+            }
+            if !next_free {
+                return false;
+            }
+            let avail = size + nsize;
+            if avail < need {
+                return false;
+            }
+            let extra = avail - need;
+            if extra >= MIN_BLOCK {
+                let tail = b.add(need);
+                self.set.replace(next, nsize, tail, extra);
+                make_free(tail, extra);
+                set_header(b, need | (h & PREV_FREE));
+                self.in_use += need - size;
+                self.free -= need - size;
+            } else {
+                self.set.remove(next, nsize);
+                self.free_blocks -= 1;
+                let after = b.add(avail);
+                set_header(after, header(after) & !PREV_FREE);
+                set_header(b, avail | (h & PREV_FREE));
+                self.in_use += nsize;
+                self.free -= nsize;
+            }
+            true
+        }
+    }
+
+    /// # Safety
+    /// See [`crate::RegionAlloc::reallocate`].
+    pub(crate) unsafe fn reallocate(
+        &mut self,
+        p: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe {
+            if self.resize_in_place(p, new_size) {
+                return Some(p);
+            }
+            let layout = Layout::from_size_align(new_size, old.align()).ok()?;
+            let q = self.allocate(layout)?;
+            ptr::copy_nonoverlapping(p.as_ptr(), q.as_ptr(), old.size().min(new_size));
+            self.deallocate(p);
+            Some(q)
+        }
+    }
+
+    pub(crate) fn stats(&self) -> RegionStats {
+        RegionStats {
+            claimed: self.claimed,
+            in_use: self.in_use,
+            free: self.free,
+            largest_free: self.set.largest(),
+            free_blocks: self.free_blocks,
+            search_steps: self.steps,
+        }
+    }
+
+    /// Walks every region and checks the block and free-set invariants.
+    pub(crate) fn check_invariants(&self) -> Result<(), &'static str> {
+        let (mut free_n, mut free_b, mut used_b, mut regions) = (0usize, 0usize, 0usize, 0usize);
+        let mut s = self.last;
+        while !s.is_null() {
+            regions += 1;
+            // SAFETY: the sentinel chain and the blocks between a region start
+            // and its sentinel are ours; sizes are validated before each step.
+            unsafe {
+                if header(s) & !PREV_FREE != 0 {
+                    return Err("sentinel header corrupt");
+                }
+                let mut b = word(s, 1) as *mut u8;
+                let mut prev_free = false;
+                while b != s {
+                    if (b as usize) > (s as usize) {
+                        return Err("block runs past its region");
+                    }
+                    let h = header(b);
+                    let size = h & !FLAGS;
+                    if size < MIN_BLOCK || size % WORD != 0 {
+                        return Err("bad block size");
+                    }
+                    if (h & PREV_FREE != 0) != prev_free {
+                        return Err("PREV_FREE flag disagrees with predecessor");
+                    }
+                    let is_free = h & FREE != 0;
+                    if is_free {
+                        if prev_free {
+                            return Err("two adjacent free blocks (missed coalesce)");
+                        }
+                        if b.add(size - WORD).cast::<usize>().read() != size {
+                            return Err("free block footer != size");
+                        }
+                        free_n += 1;
+                        free_b += size;
+                    } else {
+                        used_b += size;
+                    }
+                    prev_free = is_free;
+                    b = b.add(size);
+                }
+                if (header(s) & PREV_FREE != 0) != prev_free {
+                    return Err("sentinel PREV_FREE flag disagrees");
+                }
+                s = ptr(s, 2);
+            }
+        }
+        if regions != self.regions {
+            return Err("region count mismatch");
+        }
+        if free_n != self.free_blocks || free_b != self.free || used_b != self.in_use {
+            return Err("stats counters disagree with the heap walk");
+        }
+        if used_b + free_b + SENTINEL * regions != self.claimed {
+            return Err("blocks do not cover the claimed memory");
+        }
+        let (set_n, set_b) = self.set.check()?;
+        if set_n != free_n || set_b != free_b {
+            return Err("free set and heap walk disagree");
+        }
+        Ok(())
+    }
+}
