@@ -1,0 +1,315 @@
+//! The allocation API: `malloc`-style entry points over the layers, used by [`crate::SegFit`]
+//! (`GlobalAlloc`) and by the C library. See the crate docs for the path of one malloc and one free.
+//!
+//! Routing by size: `size <= MAX_SMALL` (and alignment at most a page) → size class → thread cache;
+//! up to `HUGE_THRESHOLD` → a large span from the page heap; above → a huge block mapped directly.
+//! Every free is validated through the arena table and page map before anything is written:
+//! pointers segfit did not hand out, interior pointers and detected double frees abort with one
+//! line (see `fatal`). Nothing here allocates through the heap, panics, or unwinds.
+
+use crate::arena;
+use crate::cache::{self, ThreadCache};
+use crate::config::{HUGE_THRESHOLD, MAX_PAGE_HEAP_ALIGN, MAX_REQUEST, MAX_SMALL, MIN_ALIGN, PAGE_SIZE};
+use crate::fatal::fatal;
+use crate::os::{self, Why};
+use crate::page_heap;
+use crate::size_class::{self, class_of, CLASSES};
+use crate::span::State;
+use crate::tls;
+use core::ptr;
+
+/// Pops an object of class `c` from this thread's cache, or takes the slow path.
+#[inline(always)]
+fn alloc_class(c: usize) -> *mut u8 {
+    let tc: *mut ThreadCache = tls::get();
+    // SAFETY: the slot always holds a valid cache, `c < NUM_CLASSES`; a non-null head is a free
+    // object of class `c` whose word 0 links the next one (static caches have null heads).
+    unsafe {
+        let bin = (*tc).bins.get_unchecked_mut(c);
+        let p = bin.head;
+        if !p.is_null() {
+            bin.head = *(p as *mut *mut u8);
+            bin.len -= 1;
+            *(p as *mut usize).add(1) = 0;
+            return p;
+        }
+    }
+    cache::alloc_slow(c)
+}
+
+/// Allocates `size` bytes aligned to 16. Null if out of memory or `size > isize::MAX`.
+#[inline(always)]
+pub fn malloc(size: usize) -> *mut u8 {
+    if size <= MAX_SMALL {
+        return alloc_class(class_of(size));
+    }
+    alloc_large_or_huge(size, MIN_ALIGN, false)
+}
+
+/// Allocates `size` bytes aligned to `align` (any power of two). Null if out of memory or the
+/// request cannot be met.
+pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
+    debug_assert!(align.is_power_of_two());
+    if align <= MIN_ALIGN {
+        return malloc(size);
+    }
+    if align <= PAGE_SIZE {
+        if let Some(c) = size_class::class_of_aligned(size, align) {
+            return alloc_class(c);
+        }
+    }
+    alloc_large_or_huge(size, align, false)
+}
+
+/// Allocates zeroed memory; pages known to be fresh from the OS are not written.
+pub fn calloc_aligned(size: usize, align: usize) -> *mut u8 {
+    let small = size <= MAX_SMALL && (align <= MIN_ALIGN || (align <= PAGE_SIZE && size.max(align) <= MAX_SMALL));
+    if small {
+        let p = malloc_aligned(size, align);
+        if !p.is_null() {
+            // SAFETY: `p` holds at least `size` bytes.
+            unsafe { ptr::write_bytes(p, 0, size) };
+        }
+        return p;
+    }
+    alloc_large_or_huge(size, align, true)
+}
+
+#[cold]
+#[inline(never)]
+fn alloc_large_or_huge(size: usize, align: usize, zero: bool) -> *mut u8 {
+    if size > MAX_REQUEST || align > MAX_REQUEST / 2 + 1 {
+        return ptr::null_mut();
+    }
+    let size = size.max(1);
+    if size <= HUGE_THRESHOLD && align <= MAX_PAGE_HEAP_ALIGN {
+        cache::global_init();
+        let (s, zeroed) = page_heap::with(|h| h.alloc_large(size, align));
+        if s.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: `s` is a fresh large span of at least `size` bytes.
+        unsafe {
+            let p = (*s).start as *mut u8;
+            if zero && !zeroed {
+                ptr::write_bytes(p, 0, size);
+            }
+            return p;
+        }
+    }
+    alloc_huge(size, align)
+}
+
+fn huge_len(size: usize) -> Option<usize> {
+    size.checked_add(PAGE_SIZE - 1).map(|s| s & !(PAGE_SIZE - 1))
+}
+
+fn alloc_huge(size: usize, align: usize) -> *mut u8 {
+    let Some(len) = huge_len(size) else {
+        return ptr::null_mut();
+    };
+    // Aligning to the arena size keeps each 64 MiB slot of the huge table to one block, and
+    // covers every alignment up to 64 MiB.
+    let map_align = align.max(crate::config::ARENA_SIZE);
+    let p = os::map(len, map_align, Why::HugeMap);
+    if p.is_null() {
+        return p;
+    }
+    let h = page_heap::with(|h| h.add_huge(p as usize, len, size));
+    if h.is_null() {
+        os::unmap(p, len, Why::HugeUnmap);
+        return ptr::null_mut();
+    }
+    p
+}
+
+/// What a pointer handed to `free`/`realloc`/`usable_size` turned out to be.
+enum Block {
+    Small { class: usize, span: *mut crate::span::Span },
+    Large { span: *mut crate::span::Span },
+    Huge { h: *mut arena::Huge },
+}
+
+/// Finds the block `p` starts, or aborts naming `op` if `p` is not a live block's start.
+#[inline]
+fn classify(p: *mut u8, op: &str) -> Block {
+    let a = p as usize;
+    let s = arena::span_of(a);
+    if !s.is_null() {
+        // SAFETY: spans in the page map are valid records.
+        let span = unsafe { &*s };
+        match span.state {
+            State::Small => {
+                if span.object_index(a).is_none() {
+                    if a & (MIN_ALIGN - 1) != 0 {
+                        fatal(op, "invalid pointer (unaligned)", a);
+                    }
+                    fatal(op, "invalid pointer (interior or out of range)", a);
+                }
+                // SAFETY: `a` is an object start of small span `s`.
+                if unsafe { cache::is_freed(p, span.class as usize, s) } {
+                    fatal(op, "invalid pointer (already freed)", a);
+                }
+                return Block::Small { class: span.class as usize, span: s };
+            }
+            State::Large => {
+                if span.start != a {
+                    fatal(op, "invalid pointer (interior of a large block)", a);
+                }
+                return Block::Large { span: s };
+            }
+            State::Free => fatal(op, "invalid pointer (double free or never allocated)", a),
+        }
+    }
+    if !arena::arena_of(a).is_null() {
+        fatal(op, "invalid pointer (double free or never allocated)", a);
+    }
+    let h = arena::huge_of(a);
+    if !h.is_null() {
+        // SAFETY: registered huge records are valid until removed under the heap lock; a race
+        // here means the user frees the same block twice concurrently.
+        if unsafe { (*h).base } != a {
+            fatal(op, "invalid pointer (interior of a huge block)", a);
+        }
+        return Block::Huge { h };
+    }
+    fatal(op, "invalid pointer (not allocated by segfit)", a)
+}
+
+/// Frees `p` (null is ignored). Aborts with a one-line message on a pointer segfit did not hand
+/// out, an interior pointer, or a detected double free.
+///
+/// # Safety
+/// If `p` is a live block of segfit's, nothing uses it afterwards.
+#[inline(always)]
+pub unsafe fn free(p: *mut u8) {
+    let a = p as usize;
+    let s = arena::span_of(a);
+    if !s.is_null() {
+        // SAFETY: page map entries are valid span records; for a small span `class`, `start`,
+        // `size`, `magic` and `end` are immutable while it is small.
+        unsafe {
+            let c = (*s).class as usize;
+            if c != 0 && (*s).object_index(a).is_some() {
+                let tc = tls::get();
+                let bin = (*tc).bins.get_unchecked_mut(c);
+                if bin.len < bin.max && *(p as *mut usize).add(1) != cache::free_key() {
+                    *(p as *mut *mut u8) = bin.head;
+                    *(p as *mut usize).add(1) = cache::free_key();
+                    bin.head = p;
+                    bin.len += 1;
+                    return;
+                }
+                return cache::free_slow(p, c, s);
+            }
+        }
+    }
+    if !p.is_null() {
+        // SAFETY: forwarded caller contract.
+        unsafe { free_other(p) }
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_other(p: *mut u8) {
+    match classify(p, "free") {
+        // SAFETY: `p` is the start of a small object of `class` (classify checked).
+        Block::Small { class, span } => unsafe { cache::free_slow(p, class, span) },
+        // SAFETY: a live large span whose object the caller no longer uses.
+        Block::Large { span } => page_heap::with(|h| unsafe { h.free_large(span) }),
+        Block::Huge { h } => {
+            // SAFETY: a registered huge block; the record is read before it is freed.
+            let (base, len) = unsafe { ((*h).base, (*h).len) };
+            // SAFETY: as above.
+            page_heap::with(|heap| unsafe { heap.remove_huge(h) });
+            os::unmap(base as *mut u8, len, Why::HugeUnmap);
+        }
+    }
+}
+
+/// The usable size of live block `p` (at least what was asked for; all of it may be written).
+/// Aborts on an invalid pointer; 0 for null.
+pub fn usable_size(p: *mut u8) -> usize {
+    if p.is_null() {
+        return 0;
+    }
+    block_usable(&classify(p, "malloc_usable_size"))
+}
+
+fn block_usable(b: &Block) -> usize {
+    match *b {
+        Block::Small { class, .. } => CLASSES[class].size as usize,
+        // SAFETY: classify returned a live large span.
+        Block::Large { span } => unsafe { (*span).npages * PAGE_SIZE },
+        // SAFETY: classify returned a live huge record.
+        Block::Huge { h } => unsafe { (*h).len },
+    }
+}
+
+/// Resizes `p` to `new_size` bytes keeping alignment `align` and the first `min(old, new)` bytes.
+/// `p` null acts as `malloc_aligned`. On failure returns null and `p` is untouched.
+///
+/// # Safety
+/// `p` is null or a live block of segfit's allocated with alignment `align` (or less, if
+/// `align <= MIN_ALIGN`); on success the caller uses only the returned pointer.
+pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
+    if p.is_null() {
+        return malloc_aligned(new_size, align);
+    }
+    if new_size > MAX_REQUEST {
+        return ptr::null_mut();
+    }
+    let b = classify(p, "realloc");
+    let old = block_usable(&b);
+    match b {
+        Block::Small { .. } => {
+            // Stay if it fits and does not waste more than half.
+            if new_size <= old && (new_size > old / 2 || old <= 2 * MIN_ALIGN) {
+                return p;
+            }
+        }
+        Block::Large { span } => {
+            if new_size > MAX_SMALL && new_size <= HUGE_THRESHOLD {
+                // SAFETY: a live large span.
+                if page_heap::with(|h| unsafe { h.resize_large(span, new_size) }) {
+                    return p;
+                }
+            }
+        }
+        Block::Huge { h } => {
+            if new_size > HUGE_THRESHOLD / 2 {
+                if let Some(len) = huge_len(new_size) {
+                    if len == old {
+                        return p;
+                    }
+                    // mremap without MREMAP_MAYMOVE only grows into unmapped space, which is in
+                    // no arena and no other huge block (both start on 64 MiB boundaries).
+                    // SAFETY: `h` is a live huge block mapped at `p` with `old` bytes.
+                    if unsafe { os::remap_in_place(p, old, len) } {
+                        // SAFETY: the mapping now has `len` bytes.
+                        page_heap::with(|heap| unsafe { heap.resize_huge(h, len, new_size) });
+                        return p;
+                    }
+                }
+            }
+        }
+    }
+    let q = malloc_aligned(new_size, align);
+    if q.is_null() {
+        return q;
+    }
+    // SAFETY: both blocks are live and distinct; `old` and `new_size` bound their sizes.
+    unsafe {
+        ptr::copy_nonoverlapping(p, q, old.min(new_size));
+        free(p);
+    }
+    q
+}
+
+/// Returns every free page to the OS now (Go's `debug.FreeOSMemory`): the calling thread's cache
+/// is flushed first, then all free page runs are released. Returns the bytes released.
+pub fn collect() -> usize {
+    cache::flush_current();
+    page_heap::with(|h| h.release_all())
+}

@@ -1,0 +1,409 @@
+//! Per-thread caches (Go's `mcache`): the fast path.
+//!
+//! Each thread has, per size class, a singly linked list of free objects (`Bin`). `malloc` pops
+//! from it and `free` pushes onto it: no lock, no atomic read-modify-write. An empty bin is refilled
+//! with one batch from the central list; a bin that reaches `max` objects gives one batch back. A
+//! free from another thread than the allocating one simply lands in the freeing thread's cache and
+//! goes back to the central list with its batch.
+//!
+//! States: a thread's slot (see `tls`) points at the static `UNINIT` cache until the thread first
+//! needs one, then at its own `ThreadCache` (a metadata record, registered in a global list), and
+//! after its exit destructor ran, at the static `DEAD` cache: a dead thread allocates and frees
+//! through the central lists one object at a time and never gets a new cache.
+//!
+//! Free objects in a bin hold the next link in word 0 and [`free_key`] in word 1; `malloc` clears
+//! word 1, so a `free` that finds the key is probably a double free and takes the slow path, which
+//! confirms it (in this cache or in the span's bitmap) before aborting.
+//!
+//! Invariants: `bin.len` is the length of `bin.head`'s list and `bin.len <= bin.max`; the static
+//! caches have `max == 0` and empty lists, so the fast paths never write to them.
+
+use crate::central;
+use crate::fatal::fatal;
+use crate::lock::Lock;
+use crate::meta::FixAlloc;
+use crate::size_class::{CLASSES, NUM_CLASSES};
+use crate::tls;
+use core::cell::UnsafeCell;
+use core::ptr;
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+/// One class's free list in a thread cache.
+#[repr(C)]
+pub struct Bin {
+    /// First free object (each holds the next in word 0), or null.
+    pub head: *mut u8,
+    /// Objects on the list.
+    pub len: u32,
+    /// Objects the list may hold before a batch goes back to the central list.
+    pub max: u32,
+}
+
+/// What a cache pointer refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CacheState {
+    /// The static cache of a thread that has not allocated yet.
+    Uninit = 0,
+    /// A thread's own cache.
+    Live = 1,
+    /// The static cache of a thread whose cache was torn down.
+    Dead = 2,
+}
+
+/// A thread's cache.
+#[repr(C)]
+pub struct ThreadCache {
+    /// Free lists, indexed by size class (index 0 unused, always empty).
+    pub bins: [Bin; NUM_CLASSES],
+    /// See [`CacheState`].
+    pub state: CacheState,
+    next: *mut ThreadCache,
+    prev: *mut ThreadCache,
+}
+
+struct ReadOnly(ThreadCache);
+// SAFETY: the static caches are never written (their bins are empty with max 0).
+unsafe impl Sync for ReadOnly {}
+
+const EMPTY_BIN: Bin = Bin { head: ptr::null_mut(), len: 0, max: 0 };
+
+static UNINIT: ReadOnly = ReadOnly(ThreadCache {
+    bins: [EMPTY_BIN; NUM_CLASSES],
+    state: CacheState::Uninit,
+    next: ptr::null_mut(),
+    prev: ptr::null_mut(),
+});
+static DEAD: ReadOnly = ReadOnly(ThreadCache {
+    bins: [EMPTY_BIN; NUM_CLASSES],
+    state: CacheState::Dead,
+    next: ptr::null_mut(),
+    prev: ptr::null_mut(),
+});
+
+/// The slot value of a thread without a cache yet.
+pub const UNINIT_PTR: *mut ThreadCache = &raw const UNINIT.0 as *mut ThreadCache;
+const DEAD_PTR: *mut ThreadCache = &raw const DEAD.0 as *mut ThreadCache;
+
+/// Registry of live caches (for statistics and fork), and the records they live in.
+struct Registry {
+    head: *mut ThreadCache,
+    records: FixAlloc<ThreadCache>,
+    live: usize,
+    created: u64,
+}
+struct RegistryCell(UnsafeCell<Registry>);
+// SAFETY: only accessed with REGISTRY_LOCK held.
+unsafe impl Sync for RegistryCell {}
+
+/// Lock of the cache registry. Lock order: registry → central → heap.
+pub static REGISTRY_LOCK: Lock = Lock::new();
+static REGISTRY: RegistryCell = RegistryCell(UnsafeCell::new(Registry {
+    head: ptr::null_mut(),
+    records: FixAlloc::new(),
+    live: 0,
+    created: 0,
+}));
+
+fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
+    REGISTRY_LOCK.lock();
+    // SAFETY: the lock is held.
+    let r = f(unsafe { &mut *REGISTRY.0.get() });
+    REGISTRY_LOCK.unlock();
+    r
+}
+
+static FREE_KEY: AtomicUsize = AtomicUsize::new(0);
+static PTHREAD_KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
+static INIT: AtomicU8 = AtomicU8::new(0);
+
+/// The per-process secret stored in word 1 of every free object in a cache.
+#[inline(always)]
+pub fn free_key() -> usize {
+    FREE_KEY.load(Ordering::Relaxed)
+}
+
+/// One-time process setup: the free key and the pthread key whose destructor flushes caches.
+/// Safe to call from any thread, any number of times; allocates nothing.
+pub fn global_init() {
+    if INIT.load(Ordering::Acquire) == 2 {
+        return;
+    }
+    if INIT.compare_exchange(0, 1, Ordering::Acquire, Ordering::Acquire).is_ok() {
+        let mut key = 0usize;
+        // SAFETY: getrandom writes at most 8 bytes into `key`; no allocation.
+        let n = unsafe { libc::getrandom((&raw mut key).cast(), 8, libc::GRND_NONBLOCK) };
+        if n != 8 {
+            // No entropy yet (early boot): fall back on address-space randomisation and time.
+            key = (&raw const key as usize).rotate_left(29) ^ (global_init as fn() as usize);
+            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: clock_gettime writes into `ts`.
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+            key ^= (ts.tv_nsec as usize).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+        FREE_KEY.store(key | 1, Ordering::Relaxed);
+        let mut k: libc::pthread_key_t = 0;
+        // SAFETY: pthread_key_create stores a key in `k`; `thread_exit` has the required ABI.
+        if unsafe { libc::pthread_key_create(&mut k, Some(thread_exit)) } == 0 {
+            PTHREAD_KEY.store(k as usize, Ordering::Relaxed);
+        }
+        INIT.store(2, Ordering::Release);
+    } else {
+        while INIT.load(Ordering::Acquire) != 2 {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// Gives this thread a cache. Returns the slot's new value (a live cache, or `DEAD` if metadata
+/// could not be had, in which case the thread works through the central lists).
+#[cold]
+fn init_thread() -> *mut ThreadCache {
+    global_init();
+    // Anything allocated while we set up (a libc that allocates in pthread_setspecific) is served
+    // by the central lists instead of recursing into this function.
+    tls::set(DEAD_PTR);
+    let tc = with_registry(|r| {
+        let tc = r.records.alloc();
+        if tc.is_null() {
+            return tc;
+        }
+        // SAFETY: `tc` is a fresh zeroed record; linking it into the registry under its lock.
+        unsafe {
+            for c in 1..NUM_CLASSES {
+                (*tc).bins[c].max = 2 * CLASSES[c].batch;
+            }
+            (*tc).state = CacheState::Live;
+            (*tc).next = r.head;
+            if !r.head.is_null() {
+                (*r.head).prev = tc;
+            }
+        }
+        r.head = tc;
+        r.live += 1;
+        r.created += 1;
+        tc
+    });
+    if tc.is_null() {
+        return DEAD_PTR;
+    }
+    let key = PTHREAD_KEY.load(Ordering::Relaxed);
+    if key != usize::MAX {
+        // SAFETY: `key` is a valid pthread key; the value is our cache record.
+        unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, tc.cast()) };
+    }
+    tls::set(tc);
+    tc
+}
+
+/// Returns every object of `tc`'s bins to the central lists.
+///
+/// # Safety
+/// Nothing else uses `tc` (its thread is exiting, is the caller, or is gone after fork).
+unsafe fn flush_all(tc: *mut ThreadCache) {
+    for c in 1..NUM_CLASSES {
+        // SAFETY: exclusive access to `tc` (caller).
+        let bin = unsafe { &mut (*tc).bins[c] };
+        // Count the real list (bounded by len): robust even if a forked-away thread was cut off
+        // in the middle of a push or pop.
+        let mut n = 0;
+        let mut p = bin.head;
+        while !p.is_null() && n < bin.len as usize {
+            n += 1;
+            // SAFETY: list entries are free objects holding the next link.
+            p = unsafe { *(p as *mut *mut u8) };
+        }
+        if n > 0 {
+            // SAFETY: the first `n` objects of the list are free objects of class `c`.
+            unsafe { central::release(c, bin.head, n) };
+        }
+        bin.head = ptr::null_mut();
+        bin.len = 0;
+    }
+}
+
+/// Unlinks and frees a cache record. Registry lock held.
+unsafe fn unregister(r: &mut Registry, tc: *mut ThreadCache) {
+    // SAFETY: `tc` is a registered record (caller).
+    unsafe {
+        if (*tc).prev.is_null() {
+            r.head = (*tc).next;
+        } else {
+            (*(*tc).prev).next = (*tc).next;
+        }
+        if !(*tc).next.is_null() {
+            (*(*tc).next).prev = (*tc).prev;
+        }
+        r.records.free(tc);
+    }
+    r.live -= 1;
+}
+
+/// The pthread key destructor: runs at thread exit, after the thread's other TLS destructors.
+extern "C" fn thread_exit(arg: *mut libc::c_void) {
+    let tc = arg as *mut ThreadCache;
+    tls::set(DEAD_PTR);
+    // SAFETY: `tc` is this thread's registered cache; the slot no longer points to it, so nothing
+    // else uses it.
+    unsafe {
+        flush_all(tc);
+        with_registry(|r| unregister(r, tc));
+    }
+}
+
+/// Slow path of a small allocation of class `c`: refill the bin (or set the thread up) and pop.
+/// Null if out of memory.
+#[cold]
+#[inline(never)]
+pub fn alloc_slow(c: usize) -> *mut u8 {
+    let mut tc = tls::get();
+    // SAFETY: the slot always holds a valid cache; only a Live one is written.
+    unsafe {
+        if (*tc).state == CacheState::Uninit {
+            tc = init_thread();
+        }
+        if (*tc).state == CacheState::Dead {
+            let mut p = ptr::null_mut();
+            central::fetch(c, 1, &mut p);
+            if !p.is_null() {
+                *(p as *mut usize).add(1) = 0;
+            }
+            return p;
+        }
+        let bin = &mut (*tc).bins[c];
+        if bin.head.is_null() {
+            let got = central::fetch(c, CLASSES[c].batch as usize, &mut bin.head);
+            bin.len += got as u32;
+            if got == 0 {
+                return ptr::null_mut();
+            }
+        }
+        let p = bin.head;
+        bin.head = *(p as *mut *mut u8);
+        bin.len -= 1;
+        *(p as *mut usize).add(1) = 0;
+        p
+    }
+}
+
+/// Slow path of freeing small object `p` of class `c`: the bin is full, the thread has no cache
+/// yet or any more, or `p` carries the free key (a possible double free).
+///
+/// # Safety
+/// `p` is the start of an object of a small span of class `c` (checked by the caller).
+#[cold]
+#[inline(never)]
+pub unsafe fn free_slow(p: *mut u8, c: usize, span: *mut crate::span::Span) {
+    let mut tc = tls::get();
+    // SAFETY: the slot holds a valid cache; `p` is an object of class `c` (caller).
+    unsafe {
+        if *(p as *mut usize).add(1) == free_key() && is_double_free(tc, p, c, span) {
+            fatal("free", "double free", p as usize);
+        }
+        if (*tc).state == CacheState::Uninit {
+            tc = init_thread();
+        }
+        if (*tc).state == CacheState::Dead {
+            central::release(c, p, 1);
+            return;
+        }
+        let bin = &mut (*tc).bins[c];
+        if bin.len >= bin.max {
+            // Give back one batch from the front of the list.
+            let n = CLASSES[c].batch.min(bin.len) as usize;
+            let first = bin.head;
+            let mut last = first;
+            for _ in 1..n {
+                last = *(last as *mut *mut u8);
+            }
+            bin.head = *(last as *mut *mut u8);
+            bin.len -= n as u32;
+            central::release(c, first, n);
+        }
+        *(p as *mut *mut u8) = bin.head;
+        *(p as *mut usize).add(1) = free_key();
+        bin.head = p;
+        bin.len += 1;
+    }
+}
+
+/// Whether small object `p` (of class `c` in `span`) is known to be free already: it carries the
+/// free key and is in this thread's cache or back in its span.
+///
+/// # Safety
+/// `p` is the start of an object of the small span `span` of class `c`.
+pub unsafe fn is_freed(p: *mut u8, c: usize, span: *mut crate::span::Span) -> bool {
+    // SAFETY: `p` is an object of at least 16 bytes (caller).
+    unsafe { *(p as *mut usize).add(1) == free_key() && is_double_free(tls::get(), p, c, span) }
+}
+
+/// Confirms a suspected double free: `p` is on this thread's bin, or its span says it is not out.
+/// A block whose user data merely equals the key is neither, and is freed normally.
+unsafe fn is_double_free(tc: *mut ThreadCache, p: *mut u8, c: usize, span: *mut crate::span::Span) -> bool {
+    // SAFETY: `tc` is this thread's cache; list entries hold the next link.
+    unsafe {
+        let bin = &(*tc).bins[c];
+        let mut q = bin.head;
+        let mut n = 0;
+        while !q.is_null() && n < bin.len {
+            if q == p {
+                return true;
+            }
+            q = *(q as *mut *mut u8);
+            n += 1;
+        }
+        !central::is_out(span, p)
+    }
+}
+
+/// Returns the calling thread's cached objects to the central lists (used by `collect`).
+pub fn flush_current() {
+    let tc = tls::get();
+    // SAFETY: the slot holds a valid cache; only a Live one is ours to flush.
+    unsafe {
+        if (*tc).state == CacheState::Live {
+            flush_all(tc);
+        }
+    }
+}
+
+/// Objects currently held in all live thread caches (racy unless threads are quiescent).
+pub fn cached_objects(per_class: &mut [u64; NUM_CLASSES]) {
+    with_registry(|r| {
+        let mut tc = r.head;
+        while !tc.is_null() {
+            // SAFETY: registered caches are valid records; `len` may be read racily.
+            unsafe {
+                for (c, slot) in per_class.iter_mut().enumerate() {
+                    *slot += core::ptr::read_volatile(&(*tc).bins[c].len) as u64;
+                }
+                tc = (*tc).next;
+            }
+        }
+    })
+}
+
+/// Live caches and caches created since start.
+pub fn thread_counts() -> (usize, u64) {
+    with_registry(|r| (r.live, r.created))
+}
+
+/// In a forked child: every other thread is gone, so give their cached objects back and drop their
+/// caches. Locks must already have been reset.
+pub fn after_fork_child() {
+    let me = tls::get();
+    with_registry(|r| {
+        let mut tc = r.head;
+        while !tc.is_null() {
+            // SAFETY: registered records are valid; their threads no longer exist in the child.
+            unsafe {
+                let next = (*tc).next;
+                if tc != me {
+                    flush_all(tc);
+                    unregister(r, tc);
+                }
+                tc = next;
+            }
+        }
+    });
+}

@@ -1,0 +1,253 @@
+//! Size classes: the segregated-fit table, and the O(1) size → class lookup.
+//!
+//! The rule (computed at compile time by [`build`], printed by `cargo run --example sizeclasses`):
+//! - classes are multiples of 16 bytes (the minimum alignment) up to 128 bytes;
+//! - above 128, every power-of-two range `(2^k, 2^(k+1)]` is cut into 8 equal steps of `2^k / 8`,
+//!   up to [`MAX_SMALL`] (32 KiB). That gives 72 classes, and every power of two from 16 to 32 KiB
+//!   is a class (which is what aligned small allocations use).
+//!
+//! Waste bound (tested exhaustively): a request of `n` bytes is rounded up by less than 16 bytes
+//! when `n <= 128`, and by at most 12.5% of `n` above that.
+//!
+//! Each class gets a span of `pages` pages: the smallest page count that holds at least 8 objects
+//! (capped at 64 KiB of span) and wastes at most 1/8 of the span in its tail. At most 512 objects
+//! fit one span, so a span's allocated-object bitmap is 8 words.
+//!
+//! Class 0 means "not a small object" (large, free or huge). Lookup: two byte tables indexed by
+//! `(size + 15) >> 4` (sizes up to 1024) and `(size - 1024 + 127) >> 7` (up to 32 KiB), as in Go's
+//! `size_to_class8` / `size_to_class128`.
+
+use crate::config::{MAX_SMALL, MIN_ALIGN, PAGE_SIZE};
+
+/// Number of small size classes (class indices are `1..=NUM_SMALL`).
+pub const NUM_SMALL: usize = 72;
+/// Length of per-class arrays (index 0 unused).
+pub const NUM_CLASSES: usize = NUM_SMALL + 1;
+/// Most objects one span may hold (the span's bitmap has this many bits).
+pub const MAX_OBJECTS: usize = 512;
+
+/// What the layers need to know about one class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Class {
+    /// Object size in bytes.
+    pub size: u32,
+    /// Pages in a span of this class.
+    pub pages: u32,
+    /// Objects in a span (`pages * PAGE_SIZE / size`).
+    pub objects: u32,
+    /// Objects moved between a thread cache and the central list at once.
+    pub batch: u32,
+    /// `ceil(2^32 / size)`: `(offset * magic) >> 32 == offset / size` for every offset in a span.
+    pub magic: u32,
+}
+
+const EMPTY: Class = Class { size: 0, pages: 0, objects: 0, batch: 0, magic: 0 };
+
+const fn class_sizes() -> [u32; NUM_CLASSES] {
+    let mut out = [0u32; NUM_CLASSES];
+    let mut i = 1;
+    let mut size = 16;
+    while size <= 128 {
+        out[i] = size;
+        i += 1;
+        size += 16;
+    }
+    let mut base = 128;
+    while base < MAX_SMALL as u32 {
+        let step = base / 8;
+        let mut j = 1;
+        while j <= 8 {
+            out[i] = base + j * step;
+            i += 1;
+            j += 1;
+        }
+        base *= 2;
+    }
+    assert!(i == NUM_CLASSES, "the class count changed: update NUM_SMALL");
+    out
+}
+
+const fn build() -> [Class; NUM_CLASSES] {
+    let sizes = class_sizes();
+    let mut out = [EMPTY; NUM_CLASSES];
+    let mut c = 1;
+    while c < NUM_CLASSES {
+        let size = sizes[c] as usize;
+        let target = {
+            let t = if 8 * size < 64 << 10 { 8 * size } else { 64 << 10 };
+            if t < PAGE_SIZE { PAGE_SIZE } else { t }
+        };
+        let mut pages = target.div_ceil(PAGE_SIZE);
+        while (pages * PAGE_SIZE) % size > pages * PAGE_SIZE / 8 {
+            pages += 1;
+        }
+        let objects = pages * PAGE_SIZE / size;
+        assert!(objects <= MAX_OBJECTS && objects >= 1);
+        let batch = {
+            let b = (32 << 10) / size;
+            if b < 2 {
+                2
+            } else if b > 64 {
+                64
+            } else {
+                b
+            }
+        };
+        let magic = ((1u64 << 32).div_ceil(size as u64)) as u32;
+        out[c] = Class {
+            size: size as u32,
+            pages: pages as u32,
+            objects: objects as u32,
+            batch: batch as u32,
+            magic,
+        };
+        c += 1;
+    }
+    out
+}
+
+/// The class table, index 0 unused.
+pub static CLASSES: [Class; NUM_CLASSES] = build();
+
+const SMALL_IDX_LEN: usize = 1024 / 16 + 1;
+const LARGE_IDX_LEN: usize = (MAX_SMALL - 1024) / 128 + 1;
+
+const fn build_small_idx() -> [u8; SMALL_IDX_LEN] {
+    let classes = build();
+    let mut out = [0u8; SMALL_IDX_LEN];
+    let mut i = 0;
+    while i < SMALL_IDX_LEN {
+        let size = if i == 0 { 1 } else { i * 16 };
+        let mut c = 1;
+        while (classes[c].size as usize) < size {
+            c += 1;
+        }
+        out[i] = c as u8;
+        i += 1;
+    }
+    out
+}
+
+const fn build_large_idx() -> [u8; LARGE_IDX_LEN] {
+    let classes = build();
+    let mut out = [0u8; LARGE_IDX_LEN];
+    let mut i = 0;
+    while i < LARGE_IDX_LEN {
+        let size = 1024 + i * 128;
+        let mut c = 1;
+        while (classes[c].size as usize) < size {
+            c += 1;
+        }
+        out[i] = c as u8;
+        i += 1;
+    }
+    out
+}
+
+static SMALL_IDX: [u8; SMALL_IDX_LEN] = build_small_idx();
+static LARGE_IDX: [u8; LARGE_IDX_LEN] = build_large_idx();
+
+/// The class of a request of `size <= MAX_SMALL` bytes (size 0 maps to the 16-byte class).
+#[inline(always)]
+pub fn class_of(size: usize) -> usize {
+    debug_assert!(size <= MAX_SMALL);
+    if size <= 1024 {
+        // SAFETY: size <= 1024 so the index is at most 64 < SMALL_IDX_LEN.
+        unsafe { *SMALL_IDX.get_unchecked((size + 15) >> 4) as usize }
+    } else {
+        // SAFETY: 1024 < size <= MAX_SMALL so the index is at most (32768-1024+127)/128 = 248.
+        unsafe { *LARGE_IDX.get_unchecked((size - 1024 + 127) >> 7) as usize }
+    }
+}
+
+/// The class for `size` bytes at alignment `align` (a power of two, `MIN_ALIGN < align <=
+/// PAGE_SIZE`): the smallest class that fits and whose size is a multiple of `align`, so that
+/// every object of its page-aligned spans is aligned. `None` if no small class fits.
+pub fn class_of_aligned(size: usize, align: usize) -> Option<usize> {
+    debug_assert!(align.is_power_of_two() && align <= PAGE_SIZE);
+    let want = size.max(align);
+    if want > MAX_SMALL {
+        return None;
+    }
+    let mut c = class_of(want);
+    while c < NUM_CLASSES {
+        if CLASSES[c].size as usize % align.max(MIN_ALIGN) == 0 {
+            return Some(c);
+        }
+        c += 1;
+    }
+    None
+}
+
+/// Object size of class `c`.
+#[inline(always)]
+pub fn size_of(c: usize) -> usize {
+    CLASSES[c].size as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_size_rounds_up_within_the_waste_bound() {
+        for n in 0..=MAX_SMALL {
+            let c = class_of(n);
+            let s = size_of(c);
+            assert!(s >= n.max(1), "size {n} got class {c} of {s}");
+            assert!(c == 1 || size_of(c - 1) < n, "size {n}: a smaller class fits");
+            if n <= 128 {
+                assert!(s - n.max(1) < 16, "size {n}: waste {}", s - n);
+            } else {
+                assert!((s - n) * 8 <= n, "size {n}: waste {} > 12.5%", s - n);
+            }
+        }
+    }
+
+    #[test]
+    fn class_of_size_of_is_identity_and_sizes_are_aligned() {
+        for c in 1..NUM_CLASSES {
+            assert_eq!(class_of(size_of(c)), c);
+            assert_eq!(size_of(c) % MIN_ALIGN, 0);
+            assert!(c == 1 || size_of(c) > size_of(c - 1));
+        }
+        assert_eq!(size_of(NUM_SMALL), MAX_SMALL);
+    }
+
+    #[test]
+    fn spans_hold_bounded_objects_with_small_tail_waste() {
+        for c in 1..NUM_CLASSES {
+            let k = CLASSES[c];
+            let span = k.pages as usize * PAGE_SIZE;
+            assert_eq!(k.objects as usize, span / k.size as usize);
+            assert!(k.objects as usize <= MAX_OBJECTS);
+            assert!(span % k.size as usize <= span / 8, "class {c} tail waste");
+            assert!(k.batch >= 2);
+        }
+    }
+
+    #[test]
+    fn division_magic_is_exact_over_each_span() {
+        for c in 1..NUM_CLASSES {
+            let k = CLASSES[c];
+            let span = k.pages as u64 * PAGE_SIZE as u64;
+            for off in 0..span {
+                let q = (off * k.magic as u64) >> 32;
+                assert_eq!(q, off / k.size as u64, "class {c} offset {off}");
+            }
+        }
+    }
+
+    #[test]
+    fn aligned_classes_are_multiples_of_the_alignment() {
+        let mut align = 32;
+        while align <= PAGE_SIZE {
+            for size in [1, align - 1, align, align + 1, 3 * align, MAX_SMALL - 1] {
+                let c = class_of_aligned(size, align).expect("every power of two up to 32 KiB is a class");
+                assert!(size_of(c) >= size);
+                assert_eq!(size_of(c) % align, 0);
+            }
+            align *= 2;
+        }
+    }
+}
