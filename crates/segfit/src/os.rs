@@ -124,7 +124,10 @@ fn trace(call: &str, addr: usize, len: usize, rest: &str, ret: usize, why: Why) 
 }
 
 fn mmap_raw(len: usize, prot: i32, why: Why, rest: &str) -> *mut u8 {
-    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    // Reservations skip the kernel's overcommit accounting; read-write maps keep it, so that an
+    // impossible request (more than RAM + swap) fails here as it does under glibc.
+    let noreserve = if prot == libc::PROT_NONE { libc::MAP_NORESERVE } else { 0 };
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | noreserve;
     // SAFETY: an anonymous private mapping at an address of the kernel's choice touches no
     // existing memory.
     let p = unsafe { libc::mmap(ptr::null_mut(), len, prot, flags, -1, 0) };
@@ -166,7 +169,7 @@ pub fn reserve(len: usize, align: usize) -> *mut u8 {
 
 /// Maps `len` zeroed read-write bytes aligned to `align` for `why` (huge blocks, metadata).
 pub fn map(len: usize, align: usize, why: Why) -> *mut u8 {
-    const RW: &str = ", PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE, -1, 0";
+    const RW: &str = ", PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0";
     if align <= page_size() {
         mmap_raw(len, libc::PROT_READ | libc::PROT_WRITE, why, RW)
     } else {
