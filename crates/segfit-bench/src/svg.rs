@@ -54,7 +54,7 @@ pub fn render(s: &Summary) -> String {
     let group_w = (allocs.len().max(1) as f64) * bar_w + 18.0;
     let (left, right, top, bottom) = (70.0, 20.0, 50.0, 110.0);
     let plot_h = 320.0;
-    let width = left + right + group_w * groups.len() as f64;
+    let width = (left + right + group_w * groups.len() as f64).max(700.0);
     let height = top + plot_h + bottom;
     let y = |r: f64| top + (hi - r.log2()) / (hi - lo) * plot_h;
 
@@ -97,6 +97,17 @@ pub fn render(s: &Summary) -> String {
     for (gi, (name, vs)) in groups.iter().enumerate() {
         let gx = left + gi as f64 * group_w + 9.0;
         for (ai, v) in vs.iter().enumerate() {
+            let failed = s.cell(name, allocs[ai]).is_some_and(|c| !c.ok());
+            if failed {
+                let _ = writeln!(
+                    o,
+                    r##"<text x="{:.1}" y="{:.1}" fill="#c00" text-anchor="middle" font-weight="bold">x<title>{} {}: failed</title></text>"##,
+                    gx + ai as f64 * bar_w + (bar_w - 2.0) / 2.0,
+                    base - 4.0,
+                    esc(name),
+                    esc(allocs[ai])
+                );
+            }
             let Some(v) = v else { continue };
             let yy = y(*v);
             let (y0, h) = if yy < base {
@@ -125,6 +136,11 @@ pub fn render(s: &Summary) -> String {
     }
     // legend
     let ly = height - 18.0;
+    let _ = writeln!(
+        o,
+        r##"<text x="{:.1}" y="{ly:.1}" fill="#c00">x = failed or checksum mismatch</text>"##,
+        left + allocs.len() as f64 * 110.0
+    );
     for (ai, a) in allocs.iter().enumerate() {
         let lx = left + ai as f64 * 110.0;
         let _ = writeln!(
