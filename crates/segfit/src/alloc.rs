@@ -61,6 +61,65 @@ pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
     alloc_large_or_huge(size, align, false)
 }
 
+/// The size class a request of `size` bytes at `align` is served from, if any.
+#[inline]
+fn small_class(size: usize, align: usize) -> Option<usize> {
+    if align <= MIN_ALIGN {
+        (size <= MAX_SMALL).then(|| class_of(size))
+    } else if align <= PAGE_SIZE {
+        size_class::class_of_aligned(size, align)
+    } else {
+        None
+    }
+}
+
+/// Frees `p`, which was allocated (or last reallocated) with exactly `size` and `align`, trusting
+/// them to find its size class without the page-map lookup (Rust's `dealloc` contract). With the
+/// `checked-dealloc` feature the pointer is validated and a size that does not match aborts.
+///
+/// # Safety
+/// `p` is a live block of segfit's whose last allocation or reallocation asked for `size` bytes
+/// at alignment `align`; nothing uses it afterwards.
+#[inline(always)]
+pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
+    #[cfg(not(feature = "checked-dealloc"))]
+    if size <= MAX_SMALL && align <= MIN_ALIGN {
+        let tc: *mut ThreadCache = tls::get();
+        // SAFETY: the caller guarantees `p` is a live object of class `class_of(size)`; the slot
+        // holds a valid cache, and static caches have max 0 so they are never written.
+        unsafe {
+            let bin = (*tc).bins.get_unchecked_mut(class_of(size));
+            if bin.len < bin.max {
+                *(p as *mut *mut u8) = bin.head;
+                bin.head = p;
+                bin.len += 1;
+                return;
+            }
+        }
+    }
+    #[cfg(feature = "checked-dealloc")]
+    check_sized(p, size, align);
+    // SAFETY: forwarded caller contract.
+    unsafe { free(p) }
+}
+
+#[cfg(feature = "checked-dealloc")]
+#[inline(never)]
+fn check_sized(p: *mut u8, size: usize, align: usize) {
+    let ok = match classify(p, "dealloc") {
+        Block::Small { class, .. } => small_class(size, align) == Some(class),
+        Block::Large { span } => {
+            // SAFETY: classify returned a live large span.
+            small_class(size, align).is_none() && unsafe { (*span).requested } == size.max(1)
+        }
+        // SAFETY: classify returned a live huge record.
+        Block::Huge { h } => (unsafe { (*h).requested }) == size.max(1),
+    };
+    if !ok {
+        fatal("dealloc", "size mismatch (sized deallocation with the wrong layout)", p as usize);
+    }
+}
+
 /// Allocates zeroed memory; pages known to be fresh from the OS are not written.
 pub fn calloc_aligned(size: usize, align: usize) -> *mut u8 {
     let small = size <= MAX_SMALL && (align <= MIN_ALIGN || (align <= PAGE_SIZE && size.max(align) <= MAX_SMALL));
@@ -263,9 +322,10 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     let b = classify(p, "realloc");
     let old = block_usable(&b);
     match b {
-        Block::Small { .. } => {
-            // Stay if it fits and does not waste more than half.
-            if new_size <= old && (new_size > old / 2 || old <= 2 * MIN_ALIGN) {
+        Block::Small { class, .. } => {
+            // Stay exactly when a fresh request would get the same class: then the block's class
+            // is always the one its current size and alignment map to, which `free_sized` relies on.
+            if small_class(new_size, align) == Some(class) {
                 return p;
             }
         }

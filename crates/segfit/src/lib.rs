@@ -109,9 +109,10 @@ unsafe impl GlobalAlloc for SegFit {
     }
 
     #[inline(always)]
-    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        // SAFETY: `ptr` was allocated by this allocator and is not used afterwards (caller).
-        unsafe { alloc::free(ptr) }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by this allocator with `layout` and is not used afterwards
+        // (the GlobalAlloc contract).
+        unsafe { alloc::free_sized(ptr, layout.size(), layout.align()) }
     }
 
     #[inline]

@@ -13,9 +13,9 @@
 //! (capped at 64 KiB of span) and wastes at most 1/8 of the span in its tail. At most 512 objects
 //! fit one span, so a span's allocated-object bitmap is 8 words.
 //!
-//! Class 0 means "not a small object" (large, free or huge). Lookup: two byte tables indexed by
-//! `(size + 15) >> 4` (sizes up to 1024) and `(size - 1024 + 127) >> 7` (up to 32 KiB), as in Go's
-//! `size_to_class8` / `size_to_class128`.
+//! Class 0 means "not a small object" (large, free or huge). Lookup: one byte table indexed by
+//! `(size + 15) >> 4` (2 KiB; Go splits it in two tables, `size_to_class8` and
+//! `size_to_class128`, to save space, at the cost of a branch on the fast path).
 
 use crate::config::{MAX_SMALL, MIN_ALIGN, PAGE_SIZE};
 
@@ -109,16 +109,15 @@ const fn build() -> [Class; NUM_CLASSES] {
 /// The class table, index 0 unused.
 pub static CLASSES: [Class; NUM_CLASSES] = build();
 
-const SMALL_IDX_LEN: usize = 1024 / 16 + 1;
-const LARGE_IDX_LEN: usize = (MAX_SMALL - 1024) / 128 + 1;
+const INDEX_LEN: usize = MAX_SMALL / 16 + 1;
 
-const fn build_small_idx() -> [u8; SMALL_IDX_LEN] {
+const fn build_index() -> [u8; INDEX_LEN] {
     let classes = build();
-    let mut out = [0u8; SMALL_IDX_LEN];
+    let mut out = [0u8; INDEX_LEN];
     let mut i = 0;
-    while i < SMALL_IDX_LEN {
+    let mut c = 1;
+    while i < INDEX_LEN {
         let size = if i == 0 { 1 } else { i * 16 };
-        let mut c = 1;
         while (classes[c].size as usize) < size {
             c += 1;
         }
@@ -128,36 +127,15 @@ const fn build_small_idx() -> [u8; SMALL_IDX_LEN] {
     out
 }
 
-const fn build_large_idx() -> [u8; LARGE_IDX_LEN] {
-    let classes = build();
-    let mut out = [0u8; LARGE_IDX_LEN];
-    let mut i = 0;
-    while i < LARGE_IDX_LEN {
-        let size = 1024 + i * 128;
-        let mut c = 1;
-        while (classes[c].size as usize) < size {
-            c += 1;
-        }
-        out[i] = c as u8;
-        i += 1;
-    }
-    out
-}
-
-static SMALL_IDX: [u8; SMALL_IDX_LEN] = build_small_idx();
-static LARGE_IDX: [u8; LARGE_IDX_LEN] = build_large_idx();
+/// `INDEX[(size + 15) / 16]` is the class of `size`: one 2 KiB table, one load, no branch.
+static INDEX: [u8; INDEX_LEN] = build_index();
 
 /// The class of a request of `size <= MAX_SMALL` bytes (size 0 maps to the 16-byte class).
 #[inline(always)]
 pub fn class_of(size: usize) -> usize {
     debug_assert!(size <= MAX_SMALL);
-    if size <= 1024 {
-        // SAFETY: size <= 1024 so the index is at most 64 < SMALL_IDX_LEN.
-        unsafe { *SMALL_IDX.get_unchecked((size + 15) >> 4) as usize }
-    } else {
-        // SAFETY: 1024 < size <= MAX_SMALL so the index is at most (32768-1024+127)/128 = 248.
-        unsafe { *LARGE_IDX.get_unchecked((size - 1024 + 127) >> 7) as usize }
-    }
+    // SAFETY: size <= MAX_SMALL, so the index is at most MAX_SMALL / 16 < INDEX_LEN.
+    unsafe { *INDEX.get_unchecked((size + 15) >> 4) as usize }
 }
 
 /// The class for `size` bytes at alignment `align` (a power of two, `MIN_ALIGN < align <=
