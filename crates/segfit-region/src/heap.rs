@@ -134,7 +134,12 @@ impl<S: FreeSet> Heap<S> {
             let size = sentinel as usize - block as usize;
             set_word(sentinel, 1, region_start);
             set_ptr(sentinel, 2, prev_sentinel);
-            self.free_block(block, size, merge && header(block) & PREV_FREE != 0, sentinel);
+            self.free_block(
+                block,
+                size,
+                merge && header(block) & PREV_FREE != 0,
+                sentinel,
+            );
             if !merge {
                 self.regions += 1;
             }
@@ -169,6 +174,7 @@ impl<S: FreeSet> Heap<S> {
         }
     }
 
+    #[inline]
     pub(crate) fn allocate(&mut self, layout: Layout) -> Option<NonNull<u8>> {
         let need = block_size_for(layout.size())?;
         let align = layout.align();
@@ -196,7 +202,11 @@ impl<S: FreeSet> Heap<S> {
                 }
             };
             let rest = size - lead - need;
-            let (take, trail) = if rest >= MIN_BLOCK { (need, rest) } else { (size - lead, 0) };
+            let (take, trail) = if rest >= MIN_BLOCK {
+                (need, rest)
+            } else {
+                (size - lead, 0)
+            };
             let start = b.add(lead);
             let tail = start.add(take);
             match (lead != 0, trail != 0) {
@@ -231,6 +241,7 @@ impl<S: FreeSet> Heap<S> {
 
     /// # Safety
     /// See [`crate::RegionAlloc::deallocate`].
+    #[inline]
     pub(crate) unsafe fn deallocate(&mut self, p: NonNull<u8>) {
         // SAFETY: `p` came from `allocate`, so a header precedes it and its
         // neighbours are valid blocks of the same region.
@@ -395,7 +406,7 @@ impl<S: FreeSet> Heap<S> {
                     }
                     let h = header(b);
                     let size = h & !FLAGS;
-                    if size < MIN_BLOCK || size % WORD != 0 {
+                    if size < MIN_BLOCK || !size.is_multiple_of(WORD) {
                         return Err("bad block size");
                     }
                     if (h & PREV_FREE != 0) != prev_free {

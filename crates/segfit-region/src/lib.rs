@@ -123,7 +123,12 @@ pub trait RegionAlloc {
     ///
     /// # Safety
     /// As for [`RegionAlloc::deallocate`] with `old` as the layout.
-    unsafe fn reallocate(&mut self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Option<NonNull<u8>>;
+    unsafe fn reallocate(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>>;
 
     /// Current statistics.
     fn stats(&self) -> RegionStats;

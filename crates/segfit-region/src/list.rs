@@ -71,7 +71,11 @@ impl Policy for First {
 
 impl Policy for Next {
     fn find(list: &mut List<Self>, need: usize, align: usize, steps: &mut u64) -> Option<*mut u8> {
-        let start = if list.rover.is_null() { list.head } else { list.rover };
+        let start = if list.rover.is_null() {
+            list.head
+        } else {
+            list.rover
+        };
         let mut b = start;
         if b.is_null() {
             return None;
@@ -143,7 +147,11 @@ impl<P> List<P> {
 
 // SAFETY: `find` only returns list nodes and checks `fits` first.
 unsafe impl<P: Policy> FreeSet for List<P> {
-    const EMPTY: Self = List { head: ptr::null_mut(), rover: ptr::null_mut(), _policy: PhantomData };
+    const EMPTY: Self = List {
+        head: ptr::null_mut(),
+        rover: ptr::null_mut(),
+        _policy: PhantomData,
+    };
 
     #[inline]
     fn find(&mut self, need: usize, align: usize, steps: &mut u64) -> Option<*mut u8> {

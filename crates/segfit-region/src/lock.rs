@@ -40,7 +40,11 @@ unsafe impl RawLock for SpinLock {
 
     #[inline]
     fn lock(&self) {
-        while self.0.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        while self
+            .0
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
             while self.0.load(Ordering::Relaxed) {
                 core::hint::spin_loop();
             }
@@ -85,7 +89,10 @@ unsafe impl<A: Send, L: RawLock + Sync> Sync for Locked<A, L> {}
 impl<A, L: RawLock> Locked<A, L> {
     /// Wraps `inner` with an unlocked lock.
     pub const fn new(inner: A) -> Self {
-        Locked { lock: L::INIT, inner: UnsafeCell::new(inner) }
+        Locked {
+            lock: L::INIT,
+            inner: UnsafeCell::new(inner),
+        }
     }
 
     /// Takes the lock; the guard gives `&mut A` and unlocks when dropped.
@@ -143,7 +150,9 @@ impl<A, L: RawLock> Drop for LockGuard<'_, A, L> {
 unsafe impl<A: RegionAlloc, L: RawLock> GlobalAlloc for Locked<A, L> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.lock().allocate(layout).map_or(ptr::null_mut(), NonNull::as_ptr)
+        self.lock()
+            .allocate(layout)
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
     }
 
     #[inline]
@@ -160,7 +169,8 @@ unsafe impl<A: RegionAlloc, L: RawLock> GlobalAlloc for Locked<A, L> {
             return ptr::null_mut();
         };
         // SAFETY: `GlobalAlloc::realloc`'s contract: `ptr` is live with `layout`.
-        unsafe { self.lock().reallocate(p, layout, new_size) }.map_or(ptr::null_mut(), NonNull::as_ptr)
+        unsafe { self.lock().reallocate(p, layout, new_size) }
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
     }
 }
 
@@ -177,7 +187,10 @@ mod api2 {
     // stay valid until deallocated through the same `Locked`.
     unsafe impl<A: RegionAlloc, L: RawLock> Allocator for &Locked<A, L> {
         fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-            self.lock().allocate(layout).map(|p| slice(p, layout.size())).ok_or(AllocError)
+            self.lock()
+                .allocate(layout)
+                .map(|p| slice(p, layout.size()))
+                .ok_or(AllocError)
         }
 
         unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {

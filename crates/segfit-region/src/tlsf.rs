@@ -108,11 +108,19 @@ impl Tlsf {
 // SAFETY: `find` only returns list nodes; the O(1) path returns blocks of at
 // least `need + worst-case alignment lead`, the fallback checks `fits`.
 unsafe impl FreeSet for Tlsf {
-    const EMPTY: Self = Tlsf { fl_bitmap: 0, sl_bitmap: [0; FL], heads: [[ptr::null_mut(); SL]; FL] };
+    const EMPTY: Self = Tlsf {
+        fl_bitmap: 0,
+        sl_bitmap: [0; FL],
+        heads: [[ptr::null_mut(); SL]; FL],
+    };
 
     #[inline(always)]
     fn find(&mut self, need: usize, align: usize, steps: &mut u64) -> Option<*mut u8> {
-        let want = if align <= WORD { need } else { need.checked_add(MIN_BLOCK + align - WORD)? };
+        let want = if align <= WORD {
+            need
+        } else {
+            need.checked_add(MIN_BLOCK + align - WORD)?
+        };
         let found = match search_size(want) {
             Some(s) if s <= isize::MAX as usize => {
                 let (fl, sl) = mapping(s);
@@ -173,11 +181,28 @@ unsafe impl FreeSet for Tlsf {
     unsafe fn replace(&mut self, old: *mut u8, old_size: usize, new: *mut u8, new_size: usize) {
         // SAFETY: forwarded from the caller's contract.
         unsafe {
-            if old == new && mapping(old_size) == mapping(new_size) {
+            let class = mapping(new_size);
+            if mapping(old_size) != class {
+                self.remove(old, old_size);
+                self.insert(new, new_size);
+                return;
+            }
+            if old == new {
                 return; // same list, same node
             }
-            self.remove(old, old_size);
-            self.insert(new, new_size);
+            // Same list: `new` takes `old`'s place; no bitmap changes. This
+            // is the common case when splitting a large block.
+            let (n, p) = (ptr(old, NEXT), ptr(old, PREV));
+            set_ptr(new, NEXT, n);
+            set_ptr(new, PREV, p);
+            if p.is_null() {
+                self.heads[class.0][class.1] = new;
+            } else {
+                set_ptr(p, NEXT, new);
+            }
+            if !n.is_null() {
+                set_ptr(n, PREV, new);
+            }
         }
     }
 
@@ -207,7 +232,7 @@ unsafe impl FreeSet for Tlsf {
             }
             for sl in 0..SL {
                 let mut b = self.heads[fl][sl];
-                if (self.sl_bitmap[fl] >> sl & 1 != 0) != !b.is_null() {
+                if (self.sl_bitmap[fl] >> sl & 1 != 0) == b.is_null() {
                     return Err("second-level bitmap disagrees with list");
                 }
                 let mut prev: *mut u8 = ptr::null_mut();

@@ -6,7 +6,9 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout};
 
 use common::Memory;
-use segfit_region::{BestFit, Bump, ClaimError, FirstFit, Locked, NextFit, RegionAlloc, SegregatedFit};
+use segfit_region::{
+    BestFit, Bump, ClaimError, FirstFit, Locked, NextFit, RegionAlloc, SegregatedFit,
+};
 
 fn each(f: &mut dyn FnMut(&mut dyn RegionAlloc)) {
     f(&mut Bump::new());
@@ -23,7 +25,13 @@ fn huge_layouts_return_none() {
         // SAFETY: `mem` outlives `a`'s use in this closure.
         unsafe { a.claim(mem.ptr(), mem.len()) }.unwrap();
         let max = isize::MAX as usize;
-        for (size, align) in [(max - (1 << 30) + 1, 1 << 30), (max - 8, 8), (max, 1), (1 << 20, 1 << 30), (8, 1 << 30)] {
+        for (size, align) in [
+            (max - (1 << 30) + 1, 1 << 30),
+            (max - 8, 8),
+            (max, 1),
+            (1 << 20, 1 << 30),
+            (8, 1 << 30),
+        ] {
             let layout = Layout::from_size_align(size, align).unwrap();
             assert_eq!(a.allocate(layout), None, "size {size} align {align}");
         }
@@ -34,7 +42,11 @@ fn huge_layouts_return_none() {
             p.as_ptr().write(42);
             assert_eq!(a.reallocate(p, small, isize::MAX as usize), None);
             assert_eq!(a.reallocate(p, small, usize::MAX), None);
-            assert_eq!(p.as_ptr().read(), 42, "old block intact after a failed realloc");
+            assert_eq!(
+                p.as_ptr().read(),
+                42,
+                "old block intact after a failed realloc"
+            );
         }
     });
 }
@@ -51,7 +63,10 @@ fn out_of_memory_returns_none_never_panics() {
             n += 1;
             assert!(n < 100);
         }
-        assert!(n >= 30, "a 4 KiB heap holds at least 30 blocks of 100 bytes (got {n})");
+        assert!(
+            n >= 30,
+            "a 4 KiB heap holds at least 30 blocks of 100 bytes (got {n})"
+        );
         // Smaller requests may still fit in the leftovers; none panics.
         while a.allocate(Layout::new::<u8>()).is_some() {}
         assert_eq!(a.allocate(layout), None);
@@ -73,10 +88,16 @@ fn bad_claims_are_refused() {
         // SAFETY: too small or wrapping ranges are refused before any write.
         unsafe {
             assert_eq!(a.claim(mem.ptr(), 4), Err(ClaimError::TooSmall));
-            assert_eq!(a.claim(usize::MAX as *mut u8, 16), Err(ClaimError::AddressOverflow));
+            assert_eq!(
+                a.claim(usize::MAX as *mut u8, 16),
+                Err(ClaimError::AddressOverflow)
+            );
         }
     });
-    for a in [&mut FirstFit::new() as &mut dyn RegionAlloc, &mut SegregatedFit::new()] {
+    for a in [
+        &mut FirstFit::new() as &mut dyn RegionAlloc,
+        &mut SegregatedFit::new(),
+    ] {
         let mut mem = Memory::new(4096);
         // SAFETY: `mem` outlives `a`; the overlapping claim is refused.
         unsafe {
@@ -98,9 +119,16 @@ fn disjoint_claims_stay_separate_and_adjacent_ones_merge() {
         a.claim(mem.ptr().add(12288), 4096).unwrap();
     }
     a.check_invariants().unwrap();
-    assert_eq!(a.stats().free_blocks, 2, "the third claim continued the second");
+    assert_eq!(
+        a.stats().free_blocks,
+        2,
+        "the third claim continued the second"
+    );
     let p = a.allocate(Layout::from_size_align(6000, 8).unwrap());
-    assert!(p.is_some(), "merged claims serve a request bigger than either");
+    assert!(
+        p.is_some(),
+        "merged claims serve a request bigger than either"
+    );
 }
 
 #[test]
@@ -163,7 +191,9 @@ fn locked_global_alloc_returns_null_when_out_of_memory() {
     assert!(ptrs.len() >= 7);
     // SAFETY: huge layouts are refused with null.
     unsafe {
-        assert!(HEAP.alloc(Layout::from_size_align(isize::MAX as usize - (1 << 30) + 1, 1 << 30).unwrap()).is_null());
+        assert!(HEAP
+            .alloc(Layout::from_size_align(isize::MAX as usize - (1 << 30) + 1, 1 << 30).unwrap())
+            .is_null());
         assert!(HEAP.realloc(ptrs[0], l, isize::MAX as usize).is_null());
         for p in ptrs {
             HEAP.dealloc(p, l);

@@ -5,8 +5,7 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use segfit_region::{BestFit, Bump, FirstFit, NextFit, RegionAlloc, SegregatedFit};
-
+use segfit_region::{BestFit, Bump, FirstFit, NextFit, SegregatedFit};
 
 fn op_strategy() -> impl Strategy<Value = Op> {
     let size = prop_oneof![7 => 0usize..=512, 1 => 0usize..=4096];
@@ -42,7 +41,8 @@ macro_rules! gen_test {
             fn seeded_long_runs_never_overlap_and_free_to_one_block() {
                 for seed in 0..8 {
                     let d = seeded_run::<$t>(seed, 20_000, 256 * 1024, $reset);
-                    assert!(d.next_id > 5_000, "the workload must mostly succeed");
+                    // Bump never reuses memory, so it runs out early by design.
+                    assert!(d.next_id > 5_000 || !<$t as Subject>::REUSES, "the workload must mostly succeed");
                 }
             }
 

@@ -100,9 +100,21 @@ fn best_fit_takes_the_smallest_block_that_fits() {
     let mut a = BestFit::new();
     claim(&mut a, &mut mem, 1 << 16);
     let b = holes(&mut a, &[512, 64, 128, 256], &[0, 1, 2, 3]);
-    assert_eq!(a.allocate(l(100)), Some(b[2]), "128 is the smallest hole >= 100");
-    assert_eq!(a.allocate(l(60)), Some(b[1]), "64 is the smallest hole >= 60");
-    assert_eq!(a.allocate(l(200)), Some(b[3]), "256 is the smallest hole >= 200");
+    assert_eq!(
+        a.allocate(l(100)),
+        Some(b[2]),
+        "128 is the smallest hole >= 100"
+    );
+    assert_eq!(
+        a.allocate(l(60)),
+        Some(b[1]),
+        "64 is the smallest hole >= 60"
+    );
+    assert_eq!(
+        a.allocate(l(200)),
+        Some(b[3]),
+        "256 is the smallest hole >= 200"
+    );
     a.check_invariants().unwrap();
 }
 
@@ -144,8 +156,14 @@ fn segregated_fit_search_takes_one_step_regardless_of_free_blocks() {
         first.allocate(req).unwrap();
         worst_first = worst_first.max(first.stats().search_steps - before);
     }
-    assert_eq!(worst_tlsf, 1, "O(1): one free block examined per allocation");
-    assert!(worst_first > 1000, "first fit scans past every small hole ({worst_first})");
+    assert_eq!(
+        worst_tlsf, 1,
+        "O(1): one free block examined per allocation"
+    );
+    assert!(
+        worst_first > 1000,
+        "first fit scans past every small hole ({worst_first})"
+    );
     tlsf.check_invariants().unwrap();
 }
 
@@ -198,7 +216,11 @@ fn segregated_fit_uses_a_same_class_block_before_reporting_out_of_memory() {
     a.allocate(l(top - 8)).unwrap();
     assert_eq!(a.stats().free_blocks, 1);
     let before = a.stats().search_steps;
-    assert_eq!(a.allocate(l(2060 - 8)), Some(b[0]), "fallback scan finds the only fit");
+    assert_eq!(
+        a.allocate(l(2060 - 8)),
+        Some(b[0]),
+        "fallback scan finds the only fit"
+    );
     assert!(a.stats().search_steps > before);
     a.check_invariants().unwrap();
 }
@@ -212,10 +234,18 @@ fn reallocation_grows_and_shrinks_in_place_when_the_neighbour_is_free() {
         let blocks = a.stats().free_blocks;
         // SAFETY: `p` is live with the given layouts.
         unsafe {
-            assert_eq!(a.reallocate(p, l(100), 4000), Some(p), "grow into the free successor");
+            assert_eq!(
+                a.reallocate(p, l(100), 4000),
+                Some(p),
+                "grow into the free successor"
+            );
             assert_eq!(a.reallocate(p, l(4000), 50), Some(p), "shrink in place");
         }
-        assert_eq!(a.stats().free_blocks, blocks, "the freed tail merged with its neighbour");
+        assert_eq!(
+            a.stats().free_blocks,
+            blocks,
+            "the freed tail merged with its neighbour"
+        );
         let q = a.allocate(l(64)).unwrap();
         // SAFETY: as above.
         unsafe {

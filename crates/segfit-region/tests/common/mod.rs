@@ -52,11 +52,19 @@ impl Subject for Bump {
 /// One step of a workload.
 #[derive(Clone, Debug)]
 pub enum Op {
-    Alloc { size: usize, align_log: u32 },
+    Alloc {
+        size: usize,
+        align_log: u32,
+    },
     /// Free the live block at `index % live.len()`.
-    Free { index: usize },
+    Free {
+        index: usize,
+    },
     /// Resize the live block at `index % live.len()`.
-    Realloc { index: usize, size: usize },
+    Realloc {
+        index: usize,
+        size: usize,
+    },
 }
 
 /// Word-aligned backing memory that the allocators may claim.
@@ -66,7 +74,9 @@ pub struct Memory {
 
 impl Memory {
     pub fn new(bytes: usize) -> Self {
-        Memory { buf: vec![0; bytes.div_ceil(8)] }
+        Memory {
+            buf: vec![0; bytes.div_ceil(8)],
+        }
     }
     pub fn ptr(&mut self) -> *mut u8 {
         self.buf.as_mut_ptr().cast()
@@ -98,7 +108,12 @@ fn verify(b: &Live, len: usize) {
     for i in 0..len {
         // SAFETY: the block is live and at least `len` bytes long.
         let got = unsafe { b.ptr.as_ptr().add(i).read() };
-        assert_eq!(got, pattern(b.id, i), "block {} corrupted at byte {i}", b.id);
+        assert_eq!(
+            got,
+            pattern(b.id, i),
+            "block {} corrupted at byte {i}",
+            b.id
+        );
     }
 }
 
@@ -146,10 +161,18 @@ impl<A: Subject> Driver<A> {
 
     fn record(&mut self, b: Live) {
         let start = b.ptr.as_ptr() as usize;
-        assert_eq!(start % b.layout.align(), 0, "alignment {} not met", b.layout.align());
+        assert_eq!(
+            start % b.layout.align(),
+            0,
+            "alignment {} not met",
+            b.layout.align()
+        );
         let end = start + b.layout.size();
         let base = self.mem.ptr() as usize;
-        assert!(start >= base && end <= base + self.mem.len(), "block outside the region");
+        assert!(
+            start >= base && end <= base + self.mem.len(),
+            "block outside the region"
+        );
         if b.layout.size() == 0 {
             // Zero-sized blocks may share addresses; nothing to overlap.
             self.live.push(b);
@@ -167,7 +190,9 @@ impl<A: Subject> Driver<A> {
         if b.layout.size() == 0 {
             return;
         }
-        self.model.remove(&(b.ptr.as_ptr() as usize)).expect("block not in model");
+        self.model
+            .remove(&(b.ptr.as_ptr() as usize))
+            .expect("block not in model");
     }
 
     pub fn step(&mut self, op: &Op) {
@@ -198,11 +223,18 @@ impl<A: Subject> Driver<A> {
                 // SAFETY: `b` is live with this layout.
                 match unsafe { self.alloc.reallocate(b.ptr, b.layout, size) } {
                     Some(ptr) => {
-                        let moved = Live { id: b.id, ptr, layout: Layout::from_size_align(size, b.layout.align()).unwrap() };
+                        let moved = Live {
+                            id: b.id,
+                            ptr,
+                            layout: Layout::from_size_align(size, b.layout.align()).unwrap(),
+                        };
                         verify(&moved, b.layout.size().min(size));
                         self.forget(&b);
                         self.live.swap_remove(i);
-                        let fresh = Live { id: self.next_id, ..moved };
+                        let fresh = Live {
+                            id: self.next_id,
+                            ..moved
+                        };
                         self.next_id += 1;
                         self.record(fresh);
                     }
@@ -214,7 +246,7 @@ impl<A: Subject> Driver<A> {
             }
             _ => {}
         }
-        if self.ops % self.check_every == 0 {
+        if self.ops.is_multiple_of(self.check_every) {
             self.alloc.invariants().unwrap();
         }
     }
@@ -235,7 +267,11 @@ impl<A: Subject> Driver<A> {
             assert_eq!(s.in_use, 0, "{s:?}");
             assert_eq!(s.free_blocks, 1, "not coalesced back to one block: {s:?}");
             assert_eq!(s.largest_free, s.free, "{s:?}");
-            assert_eq!(s.free + 3 * std::mem::size_of::<usize>(), s.claimed, "{s:?}");
+            assert_eq!(
+                s.free + 3 * std::mem::size_of::<usize>(),
+                s.claimed,
+                "{s:?}"
+            );
         } else {
             bump_reset(&mut self.alloc);
             let s = self.alloc.stats();
@@ -285,14 +321,27 @@ pub fn random_align_log(rng: &mut Rng) -> u32 {
 
 pub fn random_op(rng: &mut Rng) -> Op {
     match rng.below(10) {
-        0..=4 => Op::Alloc { size: random_size(rng), align_log: random_align_log(rng) },
-        5..=7 => Op::Free { index: rng.next() as usize },
-        _ => Op::Realloc { index: rng.next() as usize, size: random_size(rng) },
+        0..=4 => Op::Alloc {
+            size: random_size(rng),
+            align_log: random_align_log(rng),
+        },
+        5..=7 => Op::Free {
+            index: rng.next() as usize,
+        },
+        _ => Op::Realloc {
+            index: rng.next() as usize,
+            size: random_size(rng),
+        },
     }
 }
 
 /// Runs a seeded random workload of `n` ops over `bytes` of memory.
-pub fn seeded_run<A: Subject>(seed: u64, n: usize, bytes: usize, reset: impl FnOnce(&mut A)) -> Driver<A> {
+pub fn seeded_run<A: Subject>(
+    seed: u64,
+    n: usize,
+    bytes: usize,
+    reset: impl FnOnce(&mut A),
+) -> Driver<A> {
     let mut rng = Rng::new(seed);
     let mut d = Driver::<A>::new(bytes);
     for _ in 0..n {
