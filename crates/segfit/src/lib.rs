@@ -81,6 +81,7 @@ pub mod fatal;
 pub mod lock;
 pub mod meta;
 pub mod os;
+pub mod scavenger;
 pub mod page_heap;
 pub mod size_class;
 pub mod span;

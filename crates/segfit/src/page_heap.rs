@@ -26,6 +26,39 @@ use core::ptr;
 /// Free runs shorter than this many pages are kept on exact-length lists.
 pub const EXACT: usize = 128;
 
+/// When free pages go back to the OS without anyone calling `collect()`.
+///
+/// A free run that has stayed free for `decay_ms` is released (jemalloc-style decay: memory
+/// that a steady workload frees and re-takes within the window is never given back and re-faulted,
+/// so the workload does not thrash). Independently, free-but-resident memory is capped at
+/// `max(min_retain, in-use / retain_divisor)`: past that, runs are released at once, biggest first.
+/// The checks run from the page heap's own slow paths, at most every `scan_ms`; an optional
+/// background thread (`scavenger::start`) covers a program that goes idle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScavengePolicy {
+    /// Release a free run after it has been free this long (ms).
+    pub decay_ms: u64,
+    /// Minimum interval between two decay scans (ms).
+    pub scan_ms: u64,
+    /// Free resident bytes always allowed.
+    pub min_retain: usize,
+    /// Free resident bytes allowed as a fraction of in-use bytes: `in_use / retain_divisor`.
+    pub retain_divisor: usize,
+}
+
+impl ScavengePolicy {
+    /// The default: 1 s decay, scans at most every 100 ms, retain max(8 MiB, 25% of in use).
+    pub const DEFAULT: ScavengePolicy = ScavengePolicy { decay_ms: 1000, scan_ms: 100, min_retain: 8 << 20, retain_divisor: 4 };
+}
+
+/// Coarse monotonic milliseconds (vDSO; no system call, no allocation).
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime only writes `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
 /// Page heap counters (pages unless named otherwise). Exact under the heap lock.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeapCounters {
@@ -39,8 +72,9 @@ pub struct HeapCounters {
     pub large_pages: usize,
     /// Pages in free runs (including released ones).
     pub free_pages: usize,
-    /// Pages in free runs that were given back to the OS.
-    pub released_pages: usize,
+    /// Pages in free runs that may still be resident (sum of the runs' `dirty`); the rest of the
+    /// free pages were given back to the OS or never touched.
+    pub dirty_pages: usize,
     /// Small spans in use.
     pub small_spans: usize,
     /// Large objects in use.
@@ -61,6 +95,14 @@ pub struct HeapCounters {
     pub huge_allocs: u64,
     /// Huge blocks freed since start.
     pub huge_frees: u64,
+    /// Highest `small_pages + large_pages` seen.
+    pub peak_inuse_pages: usize,
+    /// Highest `committed_bytes` seen.
+    pub peak_committed_bytes: usize,
+    /// Scavenger passes that released something, and bytes they released (collect excluded).
+    pub scavenges: u64,
+    /// See `scavenges`.
+    pub scavenged_bytes: u64,
 }
 
 /// The page heap proper. Only reachable through [`with`], which holds [`HEAP_LOCK`].
@@ -73,6 +115,9 @@ pub struct PageHeap {
     newest: *mut Arena,
     /// Counters (see [`HeapCounters`]).
     pub counters: HeapCounters,
+    /// When free pages are given back without `collect()`.
+    pub policy: ScavengePolicy,
+    last_scan: u64,
 }
 
 struct Global {
@@ -91,6 +136,9 @@ pub fn with<R>(f: impl FnOnce(&mut PageHeap) -> R) -> R {
     HEAP_LOCK.lock();
     // SAFETY: HEAP_LOCK is held, so this is the only reference to the heap.
     let r = f(unsafe { &mut *GLOBAL.heap.get() });
+    #[cfg(feature = "expensive-checks")]
+    // SAFETY: HEAP_LOCK is still held.
+    unsafe { &*GLOBAL.heap.get() }.check();
     HEAP_LOCK.unlock();
     r
 }
@@ -111,7 +159,7 @@ impl PageHeap {
                 small_pages: 0,
                 large_pages: 0,
                 free_pages: 0,
-                released_pages: 0,
+                dirty_pages: 0,
                 small_spans: 0,
                 large_objects: 0,
                 large_requested: 0,
@@ -122,7 +170,13 @@ impl PageHeap {
                 large_frees: 0,
                 huge_allocs: 0,
                 huge_frees: 0,
+                peak_inuse_pages: 0,
+                peak_committed_bytes: 0,
+                scavenges: 0,
+                scavenged_bytes: 0,
             },
+            policy: ScavengePolicy::DEFAULT,
+            last_scan: 0,
         }
     }
 
@@ -137,7 +191,7 @@ impl PageHeap {
     /// Puts a free span on its list and sets its boundary page map entries.
     unsafe fn insert_free(&mut self, s: *mut Span) {
         // SAFETY: `s` is a valid, unlinked free span record (caller).
-        let (start, n, released) = unsafe { ((*s).start, (*s).npages, (*s).released) };
+        let (start, n, dirty) = unsafe { ((*s).start, (*s).npages, (*s).dirty) };
         // SAFETY: s is valid and unlinked; its pages lie in one arena.
         unsafe {
             (*s).state = State::Free;
@@ -150,24 +204,20 @@ impl PageHeap {
             self.nonempty[n / 64] |= 1 << (n % 64);
         }
         self.counters.free_pages += n;
-        if released {
-            self.counters.released_pages += n;
-        }
+        self.counters.dirty_pages += dirty;
     }
 
     /// Takes a free span off its list (its page map entries are left for the caller to rewrite).
     unsafe fn unlink_free(&mut self, s: *mut Span) {
         // SAFETY: `s` is a free span on its list (caller).
-        let (n, released) = unsafe { ((*s).npages, (*s).released) };
+        let (n, dirty) = unsafe { ((*s).npages, (*s).dirty) };
         // SAFETY: as above.
         unsafe { self.list_of(n).remove(s) };
         if n < EXACT && self.exact[n].is_empty() {
             self.nonempty[n / 64] &= !(1 << (n % 64));
         }
         self.counters.free_pages -= n;
-        if released {
-            self.counters.released_pages -= n;
-        }
+        self.counters.dirty_pages -= dirty;
     }
 
     /// The free run that best fits `need` pages, or null.
@@ -219,6 +269,7 @@ impl PageHeap {
             (*s).start = (*a).base;
             (*s).npages = PAGES_PER_ARENA;
             (*s).zeroed = true;
+            (*s).dirty = 0; // reserved, never touched: nothing resident
             self.newest = a;
             self.insert_free(s);
         }
@@ -239,7 +290,9 @@ impl PageHeap {
             (*f).start = (*s).start;
             (*f).npages = n;
             (*f).zeroed = (*s).zeroed;
-            (*f).released = (*s).released;
+            // Arenas are used front to back, so resident pages sit at the front of a run.
+            (*f).dirty = (*s).dirty.min(n);
+            (*s).dirty -= (*f).dirty;
             (*s).start += n * PAGE_SIZE;
             (*s).npages -= n;
         }
@@ -295,6 +348,9 @@ impl PageHeap {
                 return ptr::null_mut();
             }
             self.counters.committed_bytes += (*a).committed - before;
+            self.counters.peak_committed_bytes = self.counters.peak_committed_bytes.max(self.counters.committed_bytes);
+            let inuse = self.counters.small_pages + self.counters.large_pages + n;
+            self.counters.peak_inuse_pages = self.counters.peak_inuse_pages.max(inuse);
             arena::set_pages((*s).start, n, s);
         }
         s
@@ -312,7 +368,7 @@ impl PageHeap {
             arena::set_pages((*s).start, (*s).npages, ptr::null_mut());
             (*s).state = State::Free;
             (*s).zeroed = false;
-            (*s).released = false;
+            (*s).dirty = (*s).npages;
             (*s).class = 0;
             if (*s).start > base {
                 let p = arena::span_of((*s).start - PAGE_SIZE);
@@ -321,6 +377,7 @@ impl PageHeap {
                     arena::set_pages((*p).start, (*p).npages, ptr::null_mut());
                     (*s).start = (*p).start;
                     (*s).npages += (*p).npages;
+                    (*s).dirty += (*p).dirty;
                     self.spans.free(p);
                 }
             }
@@ -331,11 +388,14 @@ impl PageHeap {
                     self.unlink_free(q);
                     arena::set_pages((*q).start, (*q).npages, ptr::null_mut());
                     (*s).npages += (*q).npages;
+                    (*s).dirty += (*q).dirty;
                     self.spans.free(q);
                 }
             }
+            (*s).freed_at = now_ms();
             self.insert_free(s);
         }
+        self.maybe_scavenge();
     }
 
     /// A new small span for class `c`, or null if out of memory.
@@ -444,6 +504,7 @@ impl PageHeap {
                 if (*q).npages > take {
                     (*q).start += take * PAGE_SIZE;
                     (*q).npages -= take;
+                    (*q).dirty -= (*q).dirty.min(take);
                     self.insert_free(q);
                 } else {
                     self.spans.free(q);
@@ -511,31 +572,42 @@ impl PageHeap {
 
     /// Gives every free page that is not yet released back to the OS. Returns the bytes released.
     pub fn release_all(&mut self) -> usize {
-        let mut bytes = 0;
-        let lists = (0..EXACT).map(|i| self.exact[i].head).chain(core::iter::once(self.big.head));
-        let heads: [*mut Span; EXACT + 1] = {
-            let mut h = [ptr::null_mut(); EXACT + 1];
-            for (slot, head) in h.iter_mut().zip(lists) {
-                *slot = head;
+        self.release(|_| true, 0)
+    }
+
+    /// Releases one free run's resident pages (the committed part). Returns the bytes that may have
+    /// been resident (its `dirty` pages), which is what the release gives back.
+    unsafe fn purge_run(&mut self, s: *mut Span) -> usize {
+        // SAFETY: `s` is a free run on a list (caller); free runs hold no live data.
+        unsafe {
+            let a = arena::arena_of((*s).start);
+            let committed_end = (*a).base + (*a).committed;
+            let bytes = (*s).dirty * PAGE_SIZE;
+            if (*s).start < committed_end {
+                let end = (*s).limit().min(committed_end);
+                os::purge((*s).start as *mut u8, end - (*s).start);
             }
-            h
-        };
-        for mut s in heads {
+            self.counters.dirty_pages -= (*s).dirty;
+            (*s).dirty = 0;
+            (*s).zeroed = true;
+            bytes
+        }
+    }
+
+    /// Releases free runs that are not released yet and satisfy `pick`, visiting the biggest runs
+    /// first, until at most `keep` resident free bytes remain. Returns the bytes purged.
+    fn release(&mut self, mut pick: impl FnMut(&Span) -> bool, keep: usize) -> usize {
+        let mut bytes = 0;
+        for list in (0..=EXACT).rev() {
+            let mut s = if list == EXACT { self.big.head } else { self.exact[list].head };
             while !s.is_null() {
-                // SAFETY: spans on the free lists are valid free runs holding no live data.
+                if self.resident_free_bytes() <= keep {
+                    return bytes;
+                }
+                // SAFETY: spans on the free lists are valid free runs.
                 unsafe {
-                    if !(*s).released {
-                        let a = arena::arena_of((*s).start);
-                        // Only the committed part can hold pages; the rest is PROT_NONE.
-                        let committed_end = (*a).base + (*a).committed;
-                        if (*s).start < committed_end {
-                            let end = (*s).limit().min(committed_end);
-                            os::purge((*s).start as *mut u8, end - (*s).start);
-                            bytes += end - (*s).start;
-                        }
-                        (*s).released = true;
-                        (*s).zeroed = true;
-                        self.counters.released_pages += (*s).npages;
+                    if (*s).dirty > 0 && pick(&*s) {
+                        bytes += self.purge_run(s);
                     }
                     s = (*s).next;
                 }
@@ -544,10 +616,49 @@ impl PageHeap {
         bytes
     }
 
+    /// Bytes of free runs that may still be resident.
+    pub fn resident_free_bytes(&self) -> usize {
+        self.counters.dirty_pages * PAGE_SIZE
+    }
+
+    /// The resident free bytes the policy allows right now.
+    fn retain_limit(&self) -> usize {
+        let inuse = (self.counters.small_pages + self.counters.large_pages) * PAGE_SIZE;
+        self.policy.min_retain.max(inuse / self.policy.retain_divisor.max(1))
+    }
+
+    /// Applies the scavenge policy (see [`ScavengePolicy`]) if a scan is due or the cap is passed.
+    pub fn maybe_scavenge(&mut self) {
+        let over = self.resident_free_bytes() > self.retain_limit();
+        if !over && self.resident_free_bytes() == 0 {
+            return;
+        }
+        let now = now_ms();
+        if over || now.saturating_sub(self.last_scan) >= self.policy.scan_ms {
+            self.scavenge(now);
+        }
+    }
+
+    /// One scavenger pass at time `now`: release runs idle past the decay, then enforce the cap.
+    pub fn scavenge(&mut self, now: u64) -> usize {
+        self.last_scan = now;
+        let decay = self.policy.decay_ms;
+        let mut bytes = self.release(|s| now.saturating_sub(s.freed_at) >= decay, 0);
+        let limit = self.retain_limit();
+        if self.resident_free_bytes() > limit {
+            bytes += self.release(|_| true, limit);
+        }
+        if bytes > 0 {
+            self.counters.scavenges += 1;
+            self.counters.scavenged_bytes += bytes as u64;
+        }
+        bytes
+    }
+
     /// Checks the page heap invariants (O(free runs + pages); tests and `expensive-checks`).
     pub fn check(&self) {
         let mut free = 0;
-        let mut released = 0;
+        let mut dirty = 0;
         let lists = self.exact.iter().enumerate().map(|(n, l)| (Some(n), l)).chain(core::iter::once((None, &self.big)));
         for (exact, list) in lists {
             let mut s = list.head;
@@ -576,9 +687,8 @@ impl PageHeap {
                     assert!(q.is_null() || unsafe { (*q).state } != State::Free, "adjacent free runs");
                 }
                 free += sp.npages;
-                if sp.released {
-                    released += sp.npages;
-                }
+                assert!(sp.dirty <= sp.npages);
+                dirty += sp.dirty;
                 count += 1;
                 s = sp.next;
             }
@@ -588,7 +698,7 @@ impl PageHeap {
             }
         }
         assert_eq!(free, self.counters.free_pages);
-        assert_eq!(released, self.counters.released_pages);
+        assert_eq!(dirty, self.counters.dirty_pages);
         let total = self.counters.arenas * PAGES_PER_ARENA;
         assert_eq!(total, free + self.counters.small_pages + self.counters.large_pages);
     }
@@ -683,10 +793,11 @@ mod tests {
         unsafe {
             core::ptr::write_bytes((*s).start as *mut u8, 0xAB, 4 * PAGE_SIZE);
             let start = (*s).start;
+            h.policy.min_retain = usize::MAX; // no automatic scavenging in this test
             h.free_large(s);
             assert!(h.release_all() >= 4 * PAGE_SIZE);
             h.check();
-            assert_eq!(h.counters.released_pages, h.counters.free_pages);
+            assert_eq!(h.counters.dirty_pages, 0);
             assert_eq!(*(start as *const u8), 0, "released pages read back as zero");
         }
     }

@@ -11,8 +11,8 @@
 //! - the span is on its central `nonempty` list ⇔ it has an object to give (`free` non-null or
 //!   `bump < end`).
 //!
-//! Free spans (page heap lock): `zeroed` ⇒ every page reads as zero; `released` ⇒ the pages were
-//! given back to the OS with `madvise`.
+//! Free spans (page heap lock): `zeroed` ⇒ every page reads as zero; `dirty` ≤ `npages` bounds the
+//! pages that may be resident (0 after `madvise` gave them back, or for never-touched arena pages).
 
 use crate::config::PAGE_SIZE;
 use crate::size_class::{Class, MAX_OBJECTS};
@@ -47,8 +47,8 @@ pub struct Span {
     pub state: State,
     /// Free span: every page is known to read as zero.
     pub zeroed: bool,
-    /// Free span: the pages were given back to the OS.
-    pub released: bool,
+    /// Free span: pages that may still be resident (an upper bound; 0 once given back).
+    pub dirty: usize,
     /// Whether the span is linked on some list.
     pub linked: bool,
     /// Small: object size; `(offset * magic) >> 32` is the object index of an offset.
@@ -65,6 +65,8 @@ pub struct Span {
     pub end: usize,
     /// Large: the size the user asked for (for statistics).
     pub requested: usize,
+    /// Free: when the run was last freed (milliseconds, coarse monotonic clock), for the scavenger.
+    pub freed_at: u64,
     /// Small: bit `i` set ⇔ object `i` is out of the span.
     pub out: [u64; MAX_OBJECTS / 64],
 }

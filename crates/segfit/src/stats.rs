@@ -35,10 +35,15 @@ pub struct Stats {
     pub heap_idle: u64,
     /// Bytes of free page runs given back to the OS.
     pub heap_released: u64,
-    /// Bytes of arenas reserved from the OS.
-    pub heap_reserved: u64,
-    /// Bytes of arenas committed plus huge blocks mapped.
+    /// Bytes of address space obtained from the OS for the heap: arenas reserved plus huge blocks
+    /// (Go's `HeapSys`; equals `heap_inuse + heap_idle`).
     pub heap_sys: u64,
+    /// Bytes of arenas committed (read-write) plus huge blocks mapped.
+    pub heap_committed: u64,
+    /// Highest `heap_inuse` seen (pages of spans; huge blocks excluded).
+    pub peak_inuse: u64,
+    /// Highest committed arena bytes seen.
+    pub peak_committed: u64,
     /// Bytes of metadata mapped (span records; arena page maps are counted in `os`).
     pub meta_sys: u64,
     /// Live small objects plus large and huge blocks.
@@ -60,8 +65,10 @@ impl Default for Stats {
             heap_inuse: 0,
             heap_idle: 0,
             heap_released: 0,
-            heap_reserved: 0,
             heap_sys: 0,
+            heap_committed: 0,
+            peak_inuse: 0,
+            peak_committed: 0,
             meta_sys: 0,
             heap_objects: 0,
             threads: (0, 0),
@@ -91,11 +98,63 @@ pub fn stats() -> Stats {
     s.heap_objects += (h.large_objects + h.huge_objects) as u64;
     s.heap_inuse = ((h.small_pages + h.large_pages) * PAGE_SIZE + h.huge_bytes) as u64;
     s.heap_idle = (h.free_pages * PAGE_SIZE) as u64;
-    s.heap_released = (h.released_pages * PAGE_SIZE) as u64;
-    s.heap_reserved = (h.arenas * crate::config::ARENA_SIZE) as u64;
-    s.heap_sys = (h.committed_bytes + h.huge_bytes) as u64;
+    s.heap_released = ((h.free_pages - h.dirty_pages) * PAGE_SIZE) as u64;
+    s.heap_sys = (h.arenas * crate::config::ARENA_SIZE + h.huge_bytes) as u64;
+    s.heap_committed = (h.committed_bytes + h.huge_bytes) as u64;
+    s.peak_inuse = (h.peak_inuse_pages * PAGE_SIZE) as u64;
+    s.peak_committed = h.peak_committed_bytes as u64;
     s.meta_sys = h.meta_bytes as u64;
     s.threads = cache::thread_counts();
     s.os = os::counts();
     s
+}
+
+/// Writes `bytes` as a short human figure (B, KiB, MiB, GiB).
+fn human(f: &mut core::fmt::Formatter<'_>, bytes: u64) -> core::fmt::Result {
+    const K: u64 = 1024;
+    if bytes < 10 * K {
+        write!(f, "{bytes} B")
+    } else if bytes < 10 * K * K {
+        write!(f, "{:.1} KiB", bytes as f64 / K as f64)
+    } else if bytes < 10 * K * K * K {
+        write!(f, "{:.1} MiB", bytes as f64 / (K * K) as f64)
+    } else {
+        write!(f, "{:.2} GiB", bytes as f64 / (K * K * K) as f64)
+    }
+}
+
+/// A multi-line report (uses `core::fmt`: call it outside allocator paths, e.g. from user code).
+impl core::fmt::Display for Stats {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let rows: [(&str, u64); 9] = [
+            ("heap_alloc", self.heap_alloc),
+            ("heap_inuse", self.heap_inuse),
+            ("heap_idle", self.heap_idle),
+            ("heap_released", self.heap_released),
+            ("heap_sys", self.heap_sys),
+            ("heap_committed", self.heap_committed),
+            ("peak_inuse", self.peak_inuse),
+            ("peak_committed", self.peak_committed),
+            ("meta_sys", self.meta_sys),
+        ];
+        for (name, v) in rows {
+            write!(f, "{name:<15} ")?;
+            human(f, v)?;
+            writeln!(f)?;
+        }
+        writeln!(f, "{:<15} {}", "heap_objects", self.heap_objects)?;
+        writeln!(f, "{:<15} {} live, {} created", "threads", self.threads.0, self.threads.1)?;
+        write!(f, "{:<15}", "os calls")?;
+        for (why, c) in os::Why::ALL.iter().zip(self.os.iter()) {
+            if c.calls > 0 {
+                write!(f, " {}={}", why.name(), c.calls)?;
+            }
+        }
+        writeln!(f)?;
+        writeln!(f, "{:>7} {:>10} {:>10} {:>7}", "class", "out", "cached", "spans")?;
+        for k in self.by_size.iter().skip(1).filter(|k| k.out > 0 || k.spans > 0) {
+            writeln!(f, "{:>7} {:>10} {:>10} {:>7}", k.size, k.out, k.cached, k.spans)?;
+        }
+        Ok(())
+    }
 }

@@ -5,24 +5,127 @@
 //! path, which sets the thread up. After the thread's cache is torn down it points at another
 //! read-only empty cache (`cache::DEAD`). Keeping the access in this module lets the C library
 //! build choose how the slot is reached (see MISSION.md §7 on the TLS model).
+//!
+//! Two implementations, chosen at build time:
+//! - default: a Rust `thread_local!`. In an executable this is one `%fs:`-relative access; in a
+//!   `cdylib` it is a call to `__tls_get_addr` per access (general-dynamic model).
+//! - feature `initial-exec` (x86_64 Linux only): the slot is a hidden thread-local symbol placed in
+//!   `.tbss` by `global_asm!` and reached through `sym@GOTTPOFF(%rip)` plus `%fs:` (initial-exec
+//!   model: two loads, no call). A shared library built this way is marked `STATIC_TLS`: it can be
+//!   preloaded or linked, but a late `dlopen` may fail once the static TLS surplus is used up.
+//!   `.tbss` starts zeroed, so the slot stores the cache pointer as an offset from
+//!   `cache::UNINIT_PTR` (wrapping): zero means "uninitialised", and `get()` is one extra `add`
+//!   rather than a test and branch.
+//!
+//! Invariant: `get()` never returns null; it returns `UNINIT_PTR` until the first `set()` in the
+//! thread. Called by `alloc` (fast paths) and `cache` (thread setup and teardown).
 
 use crate::cache::ThreadCache;
-use core::cell::Cell;
 
-thread_local! {
-    static SLOT: Cell<*mut ThreadCache> = const { Cell::new(crate::cache::UNINIT_PTR) };
+#[cfg(not(all(feature = "initial-exec", target_arch = "x86_64", target_os = "linux")))]
+mod imp {
+    use crate::cache::ThreadCache;
+    use core::cell::Cell;
+
+    thread_local! {
+        static SLOT: Cell<*mut ThreadCache> = const { Cell::new(crate::cache::UNINIT_PTR) };
+    }
+
+    #[inline(always)]
+    pub fn get() -> *mut ThreadCache {
+        SLOT.with(|s| s.get())
+    }
+
+    #[inline(always)]
+    pub fn set(tc: *mut ThreadCache) {
+        SLOT.with(|s| s.set(tc))
+    }
+
+    /// Which model this build uses (for tests and diagnostics).
+    pub const MODEL: &str = "general-dynamic (thread_local!)";
 }
+
+#[cfg(all(feature = "initial-exec", target_arch = "x86_64", target_os = "linux"))]
+mod imp {
+    use crate::cache::{ThreadCache, UNINIT_PTR};
+
+    // One 8-byte, 8-aligned thread-local word in `.tbss` (zero-initialised in every thread).
+    // Global but hidden, so the `asm!` below (possibly in another codegen unit) resolves it at
+    // link time without exporting it from the shared library.
+    core::arch::global_asm!(
+        ".pushsection .tbss,\"awT\",@nobits",
+        ".p2align 3",
+        ".globl __segfit_tls_slot",
+        ".hidden __segfit_tls_slot",
+        ".type __segfit_tls_slot,@object",
+        ".size __segfit_tls_slot,8",
+        "__segfit_tls_slot:",
+        ".zero 8",
+        ".popsection",
+        options(att_syntax)
+    );
+
+    /// The raw slot: the cache pointer minus `UNINIT_PTR` (wrapping), so zero is "uninit".
+    #[inline(always)]
+    fn load() -> usize {
+        let off: usize;
+        let v: usize;
+        // SAFETY: reads this thread's 8-byte slot: the GOT entry holds the slot's offset from the
+        // thread pointer (R_X86_64_TPOFF64, resolved by the loader since the object is STATIC_TLS).
+        unsafe {
+            core::arch::asm!(
+                "mov {off}, qword ptr [rip + __segfit_tls_slot@GOTTPOFF]",
+                "mov {v}, qword ptr fs:[{off}]",
+                off = out(reg) off,
+                v = lateout(reg) v,
+                options(nostack, readonly, preserves_flags, pure)
+            );
+        }
+        v
+    }
+
+    #[inline(always)]
+    fn store(v: usize) {
+        let off: usize;
+        // SAFETY: writes this thread's 8-byte slot (see `load`).
+        unsafe {
+            core::arch::asm!(
+                "mov {off}, qword ptr [rip + __segfit_tls_slot@GOTTPOFF]",
+                "mov qword ptr fs:[{off}], {v}",
+                off = out(reg) off,
+                v = in(reg) v,
+                options(nostack, preserves_flags)
+            );
+        }
+    }
+
+    #[inline(always)]
+    pub fn get() -> *mut ThreadCache {
+        (UNINIT_PTR as usize).wrapping_add(load()) as *mut ThreadCache
+    }
+
+    #[inline(always)]
+    pub fn set(tc: *mut ThreadCache) {
+        store((tc as usize).wrapping_sub(UNINIT_PTR as usize))
+    }
+
+    /// Which model this build uses (for tests and diagnostics).
+    pub const MODEL: &str = "initial-exec (global_asm .tbss + GOTTPOFF)";
+}
+
+/// The TLS model of this build, as a human-readable string.
+pub const MODEL: &str = imp::MODEL;
 
 /// This thread's cache pointer (never null).
 #[inline(always)]
 pub fn get() -> *mut ThreadCache {
-    SLOT.with(|s| s.get())
+    imp::get()
 }
 
 /// Points this thread's slot at `tc`.
 #[inline]
 pub fn set(tc: *mut ThreadCache) {
-    SLOT.with(|s| s.set(tc))
+    imp::set(tc)
 }
 
 #[cfg(test)]
@@ -35,5 +138,35 @@ mod tests {
         assert!(!here.is_null());
         let there = std::thread::spawn(|| get() as usize).join().unwrap();
         assert_eq!(there, crate::cache::UNINIT_PTR as usize);
+    }
+
+    #[test]
+    fn set_is_per_thread_and_round_trips() {
+        std::thread::spawn(|| {
+            let start = get();
+            assert_eq!(start, crate::cache::UNINIT_PTR);
+            let mut fake = 0u64;
+            let p = (&raw mut fake).cast::<ThreadCache>();
+            set(p);
+            assert_eq!(get(), p);
+            // Another thread is unaffected.
+            let other = std::thread::spawn(|| get() as usize).join().unwrap();
+            assert_eq!(other, crate::cache::UNINIT_PTR as usize);
+            // Values below UNINIT_PTR (wrapping offsets) round-trip too.
+            set(1usize as *mut ThreadCache);
+            assert_eq!(get() as usize, 1);
+            set(start);
+            assert_eq!(get(), crate::cache::UNINIT_PTR);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn reports_its_model() {
+        #[cfg(all(feature = "initial-exec", target_arch = "x86_64", target_os = "linux"))]
+        assert!(MODEL.starts_with("initial-exec"));
+        #[cfg(not(all(feature = "initial-exec", target_arch = "x86_64", target_os = "linux")))]
+        assert!(MODEL.starts_with("general-dynamic"));
     }
 }

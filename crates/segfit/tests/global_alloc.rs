@@ -96,7 +96,8 @@ fn impossible_layouts_return_null() {
 fn collect_returns_freed_pages() {
     let v: Vec<Vec<u8>> = (0..64).map(|_| vec![1u8; 1 << 20]).collect();
     drop(v);
-    let released = segfit::collect();
-    assert!(released >= 32 << 20, "collect released only {released} bytes");
-    assert!(segfit::stats().heap_released >= 32 << 20);
+    // The scavenger's cap may already have released most of it; collect releases the rest.
+    segfit::collect();
+    let s = segfit::stats();
+    assert!(s.heap_released >= 32 << 20, "only {} bytes released", s.heap_released);
 }
