@@ -15,7 +15,11 @@ static GLOBAL: segfit::SegFit = segfit::SegFit;
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
         .map_or(0, |pages| pages * 4)
 }
 
@@ -63,7 +67,9 @@ fn main() {
 
     let mut words: HashMap<String, usize> = HashMap::new();
     for i in 0..200_000u64 {
-        *words.entry(format!("word-{}", i.wrapping_mul(2_654_435_761) % 50_000)).or_default() += 1;
+        *words
+            .entry(format!("word-{}", i.wrapping_mul(2_654_435_761) % 50_000))
+            .or_default() += 1;
     }
     step("200k map updates (50k keys)", t0);
 
@@ -77,7 +83,9 @@ fn main() {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for round in 0..200 {
-                    let batch: Vec<Box<[u8]>> = (0..500).map(|i| vec![t as u8; 16 + (i * 37 + round) % 2000].into_boxed_slice()).collect();
+                    let batch: Vec<Box<[u8]>> = (0..500)
+                        .map(|i| vec![t as u8; 16 + (i * 37 + round) % 2000].into_boxed_slice())
+                        .collect();
                     tx.send(batch).unwrap();
                 }
             })
@@ -102,7 +110,10 @@ fn main() {
     drop(words);
     step("freed almost everything", t0);
     let released = segfit::collect();
-    step(&format!("segfit::collect() released {} KiB", released / 1024), t0);
+    step(
+        &format!("segfit::collect() released {} KiB", released / 1024),
+        t0,
+    );
 
     println!("\n{}", segfit::stats());
 }

@@ -52,7 +52,10 @@ fn c_free(ps: &[*mut u8; OPS]) {
 }
 
 fn main() {
-    let rounds: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
     let mut v = [std::ptr::null_mut(); OPS];
     for _ in 0..rounds {
         rust_alloc_const(&mut v);
