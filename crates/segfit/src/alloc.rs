@@ -9,7 +9,9 @@
 
 use crate::arena;
 use crate::cache::{self, ThreadCache};
-use crate::config::{HUGE_THRESHOLD, MAX_PAGE_HEAP_ALIGN, MAX_REQUEST, MAX_SMALL, MIN_ALIGN, PAGE_SIZE};
+use crate::config::{
+    HUGE_THRESHOLD, MAX_PAGE_HEAP_ALIGN, MAX_REQUEST, MAX_SMALL, MIN_ALIGN, PAGE_SIZE,
+};
 use crate::fatal::fatal;
 use crate::os::{self, Why};
 use crate::page_heap;
@@ -31,6 +33,7 @@ fn alloc_class(c: usize) -> *mut u8 {
             bin.head = *(p as *mut *mut u8);
             bin.len -= 1;
             *(p as *mut usize).add(1) = 0;
+            *(*tc).allocs.get_unchecked_mut(c) += 1;
             return p;
         }
     }
@@ -116,13 +119,18 @@ fn check_sized(p: *mut u8, size: usize, align: usize) {
         Block::Huge { h } => (unsafe { (*h).requested }) == size.max(1),
     };
     if !ok {
-        fatal("dealloc", "size mismatch (sized deallocation with the wrong layout)", p as usize);
+        fatal(
+            "dealloc",
+            "size mismatch (sized deallocation with the wrong layout)",
+            p as usize,
+        );
     }
 }
 
 /// Allocates zeroed memory; pages known to be fresh from the OS are not written.
 pub fn calloc_aligned(size: usize, align: usize) -> *mut u8 {
-    let small = size <= MAX_SMALL && (align <= MIN_ALIGN || (align <= PAGE_SIZE && size.max(align) <= MAX_SMALL));
+    let small = size <= MAX_SMALL
+        && (align <= MIN_ALIGN || (align <= PAGE_SIZE && size.max(align) <= MAX_SMALL));
     if small {
         let p = malloc_aligned(size, align);
         if !p.is_null() {
@@ -160,7 +168,8 @@ fn alloc_large_or_huge(size: usize, align: usize, zero: bool) -> *mut u8 {
 }
 
 fn huge_len(size: usize) -> Option<usize> {
-    size.checked_add(PAGE_SIZE - 1).map(|s| s & !(PAGE_SIZE - 1))
+    size.checked_add(PAGE_SIZE - 1)
+        .map(|s| s & !(PAGE_SIZE - 1))
 }
 
 fn alloc_huge(size: usize, align: usize) -> *mut u8 {
@@ -184,9 +193,16 @@ fn alloc_huge(size: usize, align: usize) -> *mut u8 {
 
 /// What a pointer handed to `free`/`realloc`/`usable_size` turned out to be.
 enum Block {
-    Small { class: usize, span: *mut crate::span::Span },
-    Large { span: *mut crate::span::Span },
-    Huge { h: *mut arena::Huge },
+    Small {
+        class: usize,
+        span: *mut crate::span::Span,
+    },
+    Large {
+        span: *mut crate::span::Span,
+    },
+    Huge {
+        h: *mut arena::Huge,
+    },
 }
 
 /// Finds the block `p` starts, or aborts naming `op` if `p` is not a live block's start.
@@ -209,7 +225,10 @@ fn classify(p: *mut u8, op: &str) -> Block {
                 if unsafe { cache::is_freed(p, span.class as usize, s) } {
                     fatal(op, "invalid pointer (already freed)", a);
                 }
-                return Block::Small { class: span.class as usize, span: s };
+                return Block::Small {
+                    class: span.class as usize,
+                    span: s,
+                };
             }
             State::Large => {
                 if span.start != a {

@@ -15,7 +15,9 @@
 //! page heap lock and read without it (relaxed atomics): an entry is non-null exactly for the pages
 //! of in-use spans and for the first and last page of free spans.
 
-use crate::config::{ARENA_SHIFT, ARENA_SIZE, ARENA_TABLE_LEN, COMMIT_CHUNK, PAGES_PER_ARENA, PAGE_SHIFT};
+use crate::config::{
+    ARENA_SHIFT, ARENA_SIZE, ARENA_TABLE_LEN, COMMIT_CHUNK, PAGES_PER_ARENA, PAGE_SHIFT,
+};
 use crate::os::{self, Why};
 use crate::span::Span;
 use core::ptr;
@@ -43,10 +45,14 @@ pub struct Huge {
     pub len: usize,
     /// Bytes the user asked for.
     pub requested: usize,
+    /// Next huge block (the page heap's list of them, under its lock).
+    pub next: *mut Huge,
 }
 
-static ARENAS: [AtomicPtr<Arena>; ARENA_TABLE_LEN] = [const { AtomicPtr::new(ptr::null_mut()) }; ARENA_TABLE_LEN];
-static HUGES: [AtomicPtr<Huge>; ARENA_TABLE_LEN] = [const { AtomicPtr::new(ptr::null_mut()) }; ARENA_TABLE_LEN];
+static ARENAS: [AtomicPtr<Arena>; ARENA_TABLE_LEN] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; ARENA_TABLE_LEN];
+static HUGES: [AtomicPtr<Huge>; ARENA_TABLE_LEN] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; ARENA_TABLE_LEN];
 
 /// The arena holding `addr`, or null.
 #[inline(always)]
@@ -69,7 +75,11 @@ pub fn span_of(addr: usize) -> *mut Span {
         return ptr::null_mut();
     }
     // SAFETY: `a` is a live arena (arenas are never freed); the index is masked into range.
-    unsafe { (*a).pages.get_unchecked((addr >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1)).load(Relaxed) }
+    unsafe {
+        (*a).pages
+            .get_unchecked((addr >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1))
+            .load(Relaxed)
+    }
 }
 
 /// Sets the page map entries of pages `[first, first + n)` (which lie in one arena) to `s`.
@@ -121,7 +131,12 @@ pub unsafe fn commit_prefix(a: *mut Arena, bytes: usize) -> bool {
     let target = bytes.div_ceil(COMMIT_CHUNK) * COMMIT_CHUNK;
     let target = target.min(ARENA_SIZE);
     // SAFETY: `[base + committed, base + target)` lies inside this arena's reservation.
-    let ok = unsafe { os::commit((arena.base + arena.committed) as *mut u8, target - arena.committed) };
+    let ok = unsafe {
+        os::commit(
+            (arena.base + arena.committed) as *mut u8,
+            target - arena.committed,
+        )
+    };
     if ok {
         arena.committed = target;
     }
@@ -149,4 +164,3 @@ pub unsafe fn set_huge(base: usize, len: usize, h: *mut Huge) {
         HUGES[i].store(h, Relaxed);
     }
 }
-

@@ -26,7 +26,7 @@ use crate::size_class::{CLASSES, NUM_CLASSES};
 use crate::tls;
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// One class's free list in a thread cache.
 #[repr(C)]
@@ -56,6 +56,9 @@ pub enum CacheState {
 pub struct ThreadCache {
     /// Free lists, indexed by size class (index 0 unused, always empty).
     pub bins: [Bin; NUM_CLASSES],
+    /// Small objects allocated by this thread, per class (the fast path's one counter; frees are
+    /// derived: allocated minus live).
+    pub allocs: [u64; NUM_CLASSES],
     /// See [`CacheState`].
     pub state: CacheState,
     next: *mut ThreadCache,
@@ -66,16 +69,22 @@ struct ReadOnly(ThreadCache);
 // SAFETY: the static caches are never written (their bins are empty with max 0).
 unsafe impl Sync for ReadOnly {}
 
-const EMPTY_BIN: Bin = Bin { head: ptr::null_mut(), len: 0, max: 0 };
+const EMPTY_BIN: Bin = Bin {
+    head: ptr::null_mut(),
+    len: 0,
+    max: 0,
+};
 
 static UNINIT: ReadOnly = ReadOnly(ThreadCache {
     bins: [EMPTY_BIN; NUM_CLASSES],
+    allocs: [0; NUM_CLASSES],
     state: CacheState::Uninit,
     next: ptr::null_mut(),
     prev: ptr::null_mut(),
 });
 static DEAD: ReadOnly = ReadOnly(ThreadCache {
     bins: [EMPTY_BIN; NUM_CLASSES],
+    allocs: [0; NUM_CLASSES],
     state: CacheState::Dead,
     next: ptr::null_mut(),
     prev: ptr::null_mut(),
@@ -91,6 +100,8 @@ struct Registry {
     records: FixAlloc<ThreadCache>,
     live: usize,
     created: u64,
+    /// Allocation counts of caches that were torn down.
+    retired_allocs: [u64; NUM_CLASSES],
 }
 struct RegistryCell(UnsafeCell<Registry>);
 // SAFETY: only accessed with REGISTRY_LOCK held.
@@ -103,7 +114,11 @@ static REGISTRY: RegistryCell = RegistryCell(UnsafeCell::new(Registry {
     records: FixAlloc::new(),
     live: 0,
     created: 0,
+    retired_allocs: [0; NUM_CLASSES],
 }));
+
+/// Small objects allocated by threads without a cache (dead threads), per class.
+static UNCACHED_ALLOCS: [AtomicU64; NUM_CLASSES] = [const { AtomicU64::new(0) }; NUM_CLASSES];
 
 fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
     REGISTRY_LOCK.lock();
@@ -129,14 +144,20 @@ pub fn global_init() {
     if INIT.load(Ordering::Acquire) == 2 {
         return;
     }
-    if INIT.compare_exchange(0, 1, Ordering::Acquire, Ordering::Acquire).is_ok() {
+    if INIT
+        .compare_exchange(0, 1, Ordering::Acquire, Ordering::Acquire)
+        .is_ok()
+    {
         let mut key = 0usize;
         // SAFETY: getrandom writes at most 8 bytes into `key`; no allocation.
         let n = unsafe { libc::getrandom((&raw mut key).cast(), 8, libc::GRND_NONBLOCK) };
         if n != 8 {
             // No entropy yet (early boot): fall back on address-space randomisation and time.
             key = (&raw const key as usize).rotate_left(29) ^ (global_init as fn() as usize);
-            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
             // SAFETY: clock_gettime writes into `ts`.
             unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
             key ^= (ts.tv_nsec as usize).wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -226,6 +247,9 @@ unsafe fn flush_all(tc: *mut ThreadCache) {
 unsafe fn unregister(r: &mut Registry, tc: *mut ThreadCache) {
     // SAFETY: `tc` is a registered record (caller).
     unsafe {
+        for (sum, n) in r.retired_allocs.iter_mut().zip((*tc).allocs.iter()) {
+            *sum += n;
+        }
         if (*tc).prev.is_null() {
             r.head = (*tc).next;
         } else {
@@ -267,6 +291,7 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
             central::fetch(c, 1, &mut p);
             if !p.is_null() {
                 *(p as *mut usize).add(1) = 0;
+                UNCACHED_ALLOCS[c].fetch_add(1, Ordering::Relaxed);
             }
             return p;
         }
@@ -282,6 +307,7 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
         bin.head = *(p as *mut *mut u8);
         bin.len -= 1;
         *(p as *mut usize).add(1) = 0;
+        (*tc).allocs[c] += 1;
         p
     }
 }
@@ -339,7 +365,12 @@ pub unsafe fn is_freed(p: *mut u8, c: usize, span: *mut crate::span::Span) -> bo
 
 /// Confirms a suspected double free: `p` is on this thread's bin, or its span says it is not out.
 /// A block whose user data merely equals the key is neither, and is freed normally.
-unsafe fn is_double_free(tc: *mut ThreadCache, p: *mut u8, c: usize, span: *mut crate::span::Span) -> bool {
+unsafe fn is_double_free(
+    tc: *mut ThreadCache,
+    p: *mut u8,
+    c: usize,
+    span: *mut crate::span::Span,
+) -> bool {
     // SAFETY: `tc` is this thread's cache; list entries hold the next link.
     unsafe {
         let bin = &(*tc).bins[c];
@@ -367,15 +398,21 @@ pub fn flush_current() {
     }
 }
 
-/// Objects currently held in all live thread caches (racy unless threads are quiescent).
-pub fn cached_objects(per_class: &mut [u64; NUM_CLASSES]) {
+/// Adds, per class, the objects held in all live thread caches to `cached` and the small objects
+/// allocated since start (all threads, live or gone) to `allocs`. Racy while other threads
+/// allocate; exact when they are quiescent.
+pub fn fold_counts(cached: &mut [u64; NUM_CLASSES], allocs: &mut [u64; NUM_CLASSES]) {
     with_registry(|r| {
+        for c in 0..NUM_CLASSES {
+            allocs[c] += r.retired_allocs[c] + UNCACHED_ALLOCS[c].load(Ordering::Relaxed);
+        }
         let mut tc = r.head;
         while !tc.is_null() {
-            // SAFETY: registered caches are valid records; `len` may be read racily.
+            // SAFETY: registered caches are valid records; their counters may be read racily.
             unsafe {
-                for (c, slot) in per_class.iter_mut().enumerate() {
-                    *slot += core::ptr::read_volatile(&(*tc).bins[c].len) as u64;
+                for c in 0..NUM_CLASSES {
+                    cached[c] += core::ptr::read_volatile(&(*tc).bins[c].len) as u64;
+                    allocs[c] += core::ptr::read_volatile(&(*tc).allocs[c]);
                 }
                 tc = (*tc).next;
             }

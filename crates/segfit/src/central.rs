@@ -58,7 +58,14 @@ pub static CENTRAL: [Central; NUM_CLASSES] = [const {
         lock: Lock::new(),
         inner: UnsafeCell::new(Inner {
             nonempty: SpanList::new(),
-            counters: ClassCounters { fetched: 0, released: 0, fetches: 0, releases: 0, spans: 0, spans_allocated: 0 },
+            counters: ClassCounters {
+                fetched: 0,
+                released: 0,
+                fetches: 0,
+                releases: 0,
+                spans: 0,
+                spans_allocated: 0,
+            },
         }),
     }
 }; NUM_CLASSES];

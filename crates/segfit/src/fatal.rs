@@ -14,7 +14,10 @@ pub struct StackBuf {
 impl StackBuf {
     /// An empty buffer.
     pub const fn new() -> Self {
-        StackBuf { buf: [0; 256], len: 0 }
+        StackBuf {
+            buf: [0; 256],
+            len: 0,
+        }
     }
 
     /// Appends raw bytes (truncating at capacity).
@@ -106,6 +109,48 @@ impl Default for StackBuf {
     }
 }
 
+/// A `core::fmt::Write` that formats into a stack buffer and writes full buffers to a file
+/// descriptor: formatted output (statistics, JSON) without allocating. Call [`FdWriter::flush`]
+/// at the end.
+pub struct FdWriter {
+    fd: i32,
+    buf: StackBuf,
+}
+
+impl FdWriter {
+    /// A writer to `fd`.
+    pub const fn new(fd: i32) -> Self {
+        FdWriter {
+            fd,
+            buf: StackBuf::new(),
+        }
+    }
+
+    /// Writes out what is buffered.
+    pub fn flush(&mut self) {
+        self.buf.write_to(self.fd);
+        self.buf.len = 0;
+    }
+}
+
+impl core::fmt::Write for FdWriter {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for chunk in s.as_bytes().chunks(128) {
+            if self.buf.len + chunk.len() > self.buf.buf.len() {
+                self.flush();
+            }
+            self.buf.bytes(chunk);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FdWriter {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 /// Reports a fatal misuse detected in `op` (e.g. `"free"`) and aborts the process.
 ///
 /// Prints exactly one line, `segfit: fatal: <op>(): <what> ptr=0x…`, to stderr.
@@ -132,7 +177,13 @@ mod tests {
     #[test]
     fn formats_hex_and_decimal_without_allocating() {
         let mut b = StackBuf::new();
-        b.hex(0).str(" ").hex(0xdead_beef).str(" ").dec(0).str(" ").dec(1234567890123);
+        b.hex(0)
+            .str(" ")
+            .hex(0xdead_beef)
+            .str(" ")
+            .dec(0)
+            .str(" ")
+            .dec(1234567890123);
         assert_eq!(b.as_bytes(), b"0x0 0xdeadbeef 0 1234567890123");
     }
 

@@ -70,6 +70,8 @@
 //! - A thread cache may hold up to two batches per class (at most 128 objects or 64 KiB each).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
+// Per-class arrays are indexed in parallel by class number; index loops say that best.
+#![allow(clippy::needless_range_loop)]
 #![warn(missing_docs)]
 
 pub mod alloc;
@@ -81,9 +83,10 @@ pub mod fatal;
 pub mod lock;
 pub mod meta;
 pub mod os;
-pub mod scavenger;
 pub mod page_heap;
+pub mod scavenger;
 pub mod size_class;
+pub mod snapshot;
 pub mod span;
 pub mod stats;
 pub mod tls;

@@ -15,7 +15,9 @@ pub struct Lock {
 impl Lock {
     /// An unlocked lock.
     pub const fn new() -> Self {
-        Lock { state: AtomicU32::new(0) }
+        Lock {
+            state: AtomicU32::new(0),
+        }
     }
 
     /// Acquires the lock, sleeping in the kernel under contention.
@@ -104,7 +106,10 @@ mod tests {
         }
         // SAFETY: `value` is only touched with `lock` held.
         unsafe impl Sync for Shared {}
-        let s = Arc::new(Shared { lock: Lock::new(), value: 0.into() });
+        let s = Arc::new(Shared {
+            lock: Lock::new(),
+            value: 0.into(),
+        });
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let s = s.clone();

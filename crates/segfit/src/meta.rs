@@ -26,12 +26,18 @@ impl<T> FixAlloc<T> {
         let s = core::mem::size_of::<T>();
         let a = core::mem::align_of::<T>();
         let s = if s < 8 { 8 } else { s };
-        (s + a - 1) / a * a
+        s.div_ceil(a) * a
     };
 
     /// An empty allocator; maps nothing until the first `alloc`.
     pub const fn new() -> Self {
-        FixAlloc { free: ptr::null_mut(), chunk: ptr::null_mut(), chunk_left: 0, in_use: 0, mapped: 0 }
+        FixAlloc {
+            free: ptr::null_mut(),
+            chunk: ptr::null_mut(),
+            chunk_left: 0,
+            in_use: 0,
+            mapped: 0,
+        }
     }
 
     /// A zeroed record, or null if the OS refuses memory.

@@ -126,7 +126,11 @@ fn trace(call: &str, addr: usize, len: usize, rest: &str, ret: usize, why: Why) 
 fn mmap_raw(len: usize, prot: i32, why: Why, rest: &str) -> *mut u8 {
     // Reservations skip the kernel's overcommit accounting; read-write maps keep it, so that an
     // impossible request (more than RAM + swap) fails here as it does under glibc.
-    let noreserve = if prot == libc::PROT_NONE { libc::MAP_NORESERVE } else { 0 };
+    let noreserve = if prot == libc::PROT_NONE {
+        libc::MAP_NORESERVE
+    } else {
+        0
+    };
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | noreserve;
     // SAFETY: an anonymous private mapping at an address of the kernel's choice touches no
     // existing memory.
@@ -164,7 +168,13 @@ fn map_aligned(len: usize, align: usize, prot: i32, why: Why, rest: &str) -> *mu
 
 /// Reserves `len` bytes of address space, `PROT_NONE`, aligned to `align`. Null on failure.
 pub fn reserve(len: usize, align: usize) -> *mut u8 {
-    map_aligned(len, align, libc::PROT_NONE, Why::ArenaReserve, ", PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE, -1, 0")
+    map_aligned(
+        len,
+        align,
+        libc::PROT_NONE,
+        Why::ArenaReserve,
+        ", PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE, -1, 0",
+    )
 }
 
 /// Maps `len` zeroed read-write bytes aligned to `align` for `why` (huge blocks, metadata).
@@ -185,7 +195,14 @@ pub unsafe fn commit(addr: *mut u8, len: usize) -> bool {
     // SAFETY: the caller guarantees the range is ours, so changing its protection affects no one
     // else's memory.
     let r = unsafe { libc::mprotect(addr.cast(), len, libc::PROT_READ | libc::PROT_WRITE) };
-    trace("mprotect", addr as usize, len, ", PROT_READ|PROT_WRITE", if r == 0 { 0 } else { usize::MAX }, Why::Commit);
+    trace(
+        "mprotect",
+        addr as usize,
+        len,
+        ", PROT_READ|PROT_WRITE",
+        if r == 0 { 0 } else { usize::MAX },
+        Why::Commit,
+    );
     if r != 0 {
         return false;
     }
@@ -201,7 +218,14 @@ pub unsafe fn purge(addr: *mut u8, len: usize) {
     // SAFETY: the caller guarantees nothing live is in the range; MADV_DONTNEED on private
     // anonymous memory only drops its contents.
     let r = unsafe { libc::madvise(addr.cast(), len, libc::MADV_DONTNEED) };
-    trace("madvise", addr as usize, len, ", MADV_DONTNEED", if r == 0 { 0 } else { usize::MAX }, Why::Purge);
+    trace(
+        "madvise",
+        addr as usize,
+        len,
+        ", MADV_DONTNEED",
+        if r == 0 { 0 } else { usize::MAX },
+        Why::Purge,
+    );
     if r != 0 {
         fatal("madvise", "unexpected madvise error", addr as usize);
     }
@@ -212,7 +236,14 @@ pub unsafe fn purge(addr: *mut u8, len: usize) {
 pub fn unmap(addr: *mut u8, len: usize, why: Why) {
     // SAFETY: callers pass only ranges they mapped and no longer use.
     let r = unsafe { libc::munmap(addr.cast(), len) };
-    trace("munmap", addr as usize, len, "", if r == 0 { 0 } else { usize::MAX }, why);
+    trace(
+        "munmap",
+        addr as usize,
+        len,
+        "",
+        if r == 0 { 0 } else { usize::MAX },
+        why,
+    );
     if r != 0 {
         fatal("munmap", "unexpected munmap error", addr as usize);
     }
@@ -227,7 +258,14 @@ pub unsafe fn remap_in_place(addr: *mut u8, old: usize, new: usize) -> bool {
     // SAFETY: without MREMAP_MAYMOVE the mapping either grows/shrinks where it is or fails.
     let p = unsafe { libc::mremap(addr.cast(), old, new, 0) };
     let ok = p != libc::MAP_FAILED;
-    trace("mremap", addr as usize, new, "", if ok { p as usize } else { usize::MAX }, Why::HugeRemap);
+    trace(
+        "mremap",
+        addr as usize,
+        new,
+        "",
+        if ok { p as usize } else { usize::MAX },
+        Why::HugeRemap,
+    );
     if ok {
         record(Why::HugeRemap, new);
     }

@@ -48,12 +48,28 @@ pub struct ScavengePolicy {
 
 impl ScavengePolicy {
     /// The default: 1 s decay, scans at most every 100 ms, retain max(8 MiB, 25% of in use).
-    pub const DEFAULT: ScavengePolicy = ScavengePolicy { decay_ms: 1000, scan_ms: 100, min_retain: 8 << 20, retain_divisor: 4 };
+    pub const DEFAULT: ScavengePolicy = ScavengePolicy {
+        decay_ms: 1000,
+        scan_ms: 100,
+        min_retain: 8 << 20,
+        retain_divisor: 4,
+    };
+}
+
+/// One item of [`PageHeap::for_each_span`].
+pub enum Walk<'a> {
+    /// A span of an arena, with the end of the arena's committed prefix.
+    Span(&'a Span, usize),
+    /// A huge block.
+    Huge(&'a Huge),
 }
 
 /// Coarse monotonic milliseconds (vDSO; no system call, no allocation).
 pub fn now_ms() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime only writes `ts`.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
@@ -95,6 +111,8 @@ pub struct HeapCounters {
     pub huge_allocs: u64,
     /// Huge blocks freed since start.
     pub huge_frees: u64,
+    /// Bytes asked for by large and huge allocations since start.
+    pub big_bytes_total: u64,
     /// Highest `small_pages + large_pages` seen.
     pub peak_inuse_pages: usize,
     /// Highest `committed_bytes` seen.
@@ -113,6 +131,7 @@ pub struct PageHeap {
     spans: FixAlloc<Span>,
     huges: FixAlloc<Huge>,
     newest: *mut Arena,
+    huge_list: *mut Huge,
     /// Counters (see [`HeapCounters`]).
     pub counters: HeapCounters,
     /// When free pages are given back without `collect()`.
@@ -128,7 +147,9 @@ unsafe impl Sync for Global {}
 
 /// The lock of the page heap (Go's `mheap_.lock`). Lock order: central → heap.
 pub static HEAP_LOCK: Lock = Lock::new();
-static GLOBAL: Global = Global { heap: UnsafeCell::new(PageHeap::new()) };
+static GLOBAL: Global = Global {
+    heap: UnsafeCell::new(PageHeap::new()),
+};
 
 /// Runs `f` with the page heap locked.
 #[inline]
@@ -143,6 +164,12 @@ pub fn with<R>(f: impl FnOnce(&mut PageHeap) -> R) -> R {
     r
 }
 
+impl Default for PageHeap {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl PageHeap {
     /// An empty page heap (the process uses the one global heap; tests make their own).
     pub const fn new() -> Self {
@@ -153,6 +180,7 @@ impl PageHeap {
             spans: FixAlloc::new(),
             huges: FixAlloc::new(),
             newest: ptr::null_mut(),
+            huge_list: ptr::null_mut(),
             counters: HeapCounters {
                 arenas: 0,
                 committed_bytes: 0,
@@ -170,6 +198,7 @@ impl PageHeap {
                 large_frees: 0,
                 huge_allocs: 0,
                 huge_frees: 0,
+                big_bytes_total: 0,
                 peak_inuse_pages: 0,
                 peak_committed_bytes: 0,
                 scavenges: 0,
@@ -348,7 +377,10 @@ impl PageHeap {
                 return ptr::null_mut();
             }
             self.counters.committed_bytes += (*a).committed - before;
-            self.counters.peak_committed_bytes = self.counters.peak_committed_bytes.max(self.counters.committed_bytes);
+            self.counters.peak_committed_bytes = self
+                .counters
+                .peak_committed_bytes
+                .max(self.counters.committed_bytes);
             let inuse = self.counters.small_pages + self.counters.large_pages + n;
             self.counters.peak_inuse_pages = self.counters.peak_inuse_pages.max(inuse);
             arena::set_pages((*s).start, n, s);
@@ -445,6 +477,7 @@ impl PageHeap {
         self.counters.large_objects += 1;
         self.counters.large_requested += size;
         self.counters.large_allocs += 1;
+        self.counters.big_bytes_total += size as u64;
         (s, zeroed)
     }
 
@@ -536,6 +569,10 @@ impl PageHeap {
         self.counters.huge_objects += 1;
         self.counters.huge_bytes += len;
         self.counters.huge_allocs += 1;
+        self.counters.big_bytes_total += requested as u64;
+        // SAFETY: `h` is a fresh record; the list holds live records only.
+        unsafe { (*h).next = self.huge_list };
+        self.huge_list = h;
         self.counters.meta_bytes = self.spans.mapped + self.huges.mapped;
         h
     }
@@ -547,6 +584,11 @@ impl PageHeap {
     pub unsafe fn remove_huge(&mut self, h: *mut Huge) {
         // SAFETY: caller's contract.
         unsafe {
+            let mut link: *mut *mut Huge = &mut self.huge_list;
+            while *link != h {
+                link = &mut (**link).next;
+            }
+            *link = (*h).next;
             arena::set_huge((*h).base, (*h).len, ptr::null_mut());
             self.counters.huge_objects -= 1;
             self.counters.huge_bytes -= (*h).len;
@@ -599,7 +641,11 @@ impl PageHeap {
     fn release(&mut self, mut pick: impl FnMut(&Span) -> bool, keep: usize) -> usize {
         let mut bytes = 0;
         for list in (0..=EXACT).rev() {
-            let mut s = if list == EXACT { self.big.head } else { self.exact[list].head };
+            let mut s = if list == EXACT {
+                self.big.head
+            } else {
+                self.exact[list].head
+            };
             while !s.is_null() {
                 if self.resident_free_bytes() <= keep {
                     return bytes;
@@ -624,7 +670,9 @@ impl PageHeap {
     /// The resident free bytes the policy allows right now.
     fn retain_limit(&self) -> usize {
         let inuse = (self.counters.small_pages + self.counters.large_pages) * PAGE_SIZE;
-        self.policy.min_retain.max(inuse / self.policy.retain_divisor.max(1))
+        self.policy
+            .min_retain
+            .max(inuse / self.policy.retain_divisor.max(1))
     }
 
     /// Applies the scavenge policy (see [`ScavengePolicy`]) if a scan is due or the cap is passed.
@@ -655,11 +703,48 @@ impl PageHeap {
         bytes
     }
 
+    /// Calls `f` on every span of every arena in address order (free, small and large) with the
+    /// arena's committed end, then on every huge block.
+    pub fn for_each_span(&self, mut f: impl FnMut(Walk<'_>)) {
+        let mut a = self.newest;
+        while !a.is_null() {
+            // SAFETY: arenas are never freed; the arena is partitioned into spans, each of whose
+            // first page maps to it (in-use spans map every page, free runs their boundaries).
+            unsafe {
+                let committed_end = (*a).base + (*a).committed;
+                let mut i = 0;
+                while i < PAGES_PER_ARENA {
+                    let s = (*a).pages[i].load(core::sync::atomic::Ordering::Relaxed);
+                    if s.is_null() {
+                        debug_assert!(false, "arena page {i} maps to no span");
+                        break;
+                    }
+                    f(Walk::Span(&*s, committed_end));
+                    i += (*s).npages;
+                }
+                a = (*a).older;
+            }
+        }
+        let mut h = self.huge_list;
+        while !h.is_null() {
+            // SAFETY: the list holds live huge records.
+            unsafe {
+                f(Walk::Huge(&*h));
+                h = (*h).next;
+            }
+        }
+    }
+
     /// Checks the page heap invariants (O(free runs + pages); tests and `expensive-checks`).
     pub fn check(&self) {
         let mut free = 0;
         let mut dirty = 0;
-        let lists = self.exact.iter().enumerate().map(|(n, l)| (Some(n), l)).chain(core::iter::once((None, &self.big)));
+        let lists = self
+            .exact
+            .iter()
+            .enumerate()
+            .map(|(n, l)| (Some(n), l))
+            .chain(core::iter::once((None, &self.big)));
         for (exact, list) in lists {
             let mut s = list.head;
             let mut count = 0;
@@ -671,20 +756,30 @@ impl PageHeap {
                     Some(n) => assert_eq!(sp.npages, n),
                     None => assert!(sp.npages >= EXACT),
                 }
-                assert_eq!(arena::span_of(sp.start), s, "first page not mapped to its free run");
-                assert_eq!(arena::span_of(sp.limit() - PAGE_SIZE), s, "last page not mapped");
+                assert_eq!(
+                    arena::span_of(sp.start),
+                    s,
+                    "first page not mapped to its free run"
+                );
+                assert_eq!(
+                    arena::span_of(sp.limit() - PAGE_SIZE),
+                    s,
+                    "last page not mapped"
+                );
                 let a = arena::arena_of(sp.start);
                 // SAFETY: arenas are never freed.
                 let (base, end) = unsafe { ((*a).base, (*a).base + ARENA_SIZE) };
                 if sp.start > base {
                     let p = arena::span_of(sp.start - PAGE_SIZE);
                     // SAFETY: mapped spans are valid.
-                    assert!(p.is_null() || unsafe { (*p).state } != State::Free, "adjacent free runs");
+                    let free = !p.is_null() && unsafe { (*p).state } == State::Free;
+                    assert!(!free, "adjacent free runs");
                 }
                 if sp.limit() < end {
                     let q = arena::span_of(sp.limit());
                     // SAFETY: mapped spans are valid.
-                    assert!(q.is_null() || unsafe { (*q).state } != State::Free, "adjacent free runs");
+                    let free = !q.is_null() && unsafe { (*q).state } == State::Free;
+                    assert!(!free, "adjacent free runs");
                 }
                 free += sp.npages;
                 assert!(sp.dirty <= sp.npages);
@@ -694,13 +789,20 @@ impl PageHeap {
             }
             assert_eq!(count, list.len);
             if let Some(n) = exact {
-                assert_eq!(self.nonempty[n / 64] >> (n % 64) & 1 == 1, count > 0, "bitmap of list {n}");
+                assert_eq!(
+                    self.nonempty[n / 64] >> (n % 64) & 1 == 1,
+                    count > 0,
+                    "bitmap of list {n}"
+                );
             }
         }
         assert_eq!(free, self.counters.free_pages);
         assert_eq!(dirty, self.counters.dirty_pages);
         let total = self.counters.arenas * PAGES_PER_ARENA;
-        assert_eq!(total, free + self.counters.small_pages + self.counters.large_pages);
+        assert_eq!(
+            total,
+            free + self.counters.small_pages + self.counters.large_pages
+        );
     }
 }
 
@@ -734,7 +836,11 @@ mod tests {
         h.check();
         // SAFETY: live runs.
         unsafe {
-            assert_eq!((*b).start, (*a).limit(), "best fit carves the arena front to back");
+            assert_eq!(
+                (*b).start,
+                (*a).limit(),
+                "best fit carves the arena front to back"
+            );
             assert_eq!((*c).start, (*b).limit());
             assert_eq!(arena::span_of((*b).start + 4 * PAGE_SIZE), b);
         }
@@ -743,7 +849,13 @@ mod tests {
         assert_eq!(h.exact[5].len, 1, "the hole is a free run of 5 pages");
         let d = run(&mut h, 4, 1);
         // SAFETY: live runs.
-        unsafe { assert_eq!((*d).start, (*a).limit(), "a 4-page request takes the best-fitting hole") };
+        unsafe {
+            assert_eq!(
+                (*d).start,
+                (*a).limit(),
+                "a 4-page request takes the best-fitting hole"
+            )
+        };
         free(&mut h, a);
         free(&mut h, c);
         free(&mut h, d);

@@ -14,7 +14,10 @@ static PERIOD_MS: AtomicU64 = AtomicU64::new(250);
 extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
     loop {
         let ms = PERIOD_MS.load(Ordering::Relaxed);
-        let ts = libc::timespec { tv_sec: (ms / 1000) as libc::time_t, tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long };
+        let ts = libc::timespec {
+            tv_sec: (ms / 1000) as libc::time_t,
+            tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
+        };
         // SAFETY: nanosleep only reads `ts`; an interrupted sleep just ends early.
         unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
         page_heap::with(|h| {
@@ -33,7 +36,9 @@ pub fn start(period_ms: u64) -> bool {
     }
     let mut tid: libc::pthread_t = 0;
     // SAFETY: `run` has the pthread start-routine ABI and ignores its argument.
-    let ok = unsafe { libc::pthread_create(&mut tid, core::ptr::null(), run, core::ptr::null_mut()) } == 0;
+    let ok =
+        unsafe { libc::pthread_create(&mut tid, core::ptr::null(), run, core::ptr::null_mut()) }
+            == 0;
     if ok {
         // SAFETY: `tid` is a thread we just created and never join.
         unsafe { libc::pthread_detach(tid) };

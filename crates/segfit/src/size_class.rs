@@ -41,7 +41,13 @@ pub struct Class {
     pub magic: u32,
 }
 
-const EMPTY: Class = Class { size: 0, pages: 0, objects: 0, batch: 0, magic: 0 };
+const EMPTY: Class = Class {
+    size: 0,
+    pages: 0,
+    objects: 0,
+    batch: 0,
+    magic: 0,
+};
 
 const fn class_sizes() -> [u32; NUM_CLASSES] {
     let mut out = [0u32; NUM_CLASSES];
@@ -63,7 +69,10 @@ const fn class_sizes() -> [u32; NUM_CLASSES] {
         }
         base *= 2;
     }
-    assert!(i == NUM_CLASSES, "the class count changed: update NUM_SMALL");
+    assert!(
+        i == NUM_CLASSES,
+        "the class count changed: update NUM_SMALL"
+    );
     out
 }
 
@@ -74,8 +83,16 @@ const fn build() -> [Class; NUM_CLASSES] {
     while c < NUM_CLASSES {
         let size = sizes[c] as usize;
         let target = {
-            let t = if 8 * size < 64 << 10 { 8 * size } else { 64 << 10 };
-            if t < PAGE_SIZE { PAGE_SIZE } else { t }
+            let t = if 8 * size < 64 << 10 {
+                8 * size
+            } else {
+                64 << 10
+            };
+            if t < PAGE_SIZE {
+                PAGE_SIZE
+            } else {
+                t
+            }
         };
         let mut pages = target.div_ceil(PAGE_SIZE);
         while (pages * PAGE_SIZE) % size > pages * PAGE_SIZE / 8 {
@@ -149,7 +166,7 @@ pub fn class_of_aligned(size: usize, align: usize) -> Option<usize> {
     }
     let mut c = class_of(want);
     while c < NUM_CLASSES {
-        if CLASSES[c].size as usize % align.max(MIN_ALIGN) == 0 {
+        if (CLASSES[c].size as usize).is_multiple_of(align.max(MIN_ALIGN)) {
             return Some(c);
         }
         c += 1;
@@ -173,7 +190,10 @@ mod tests {
             let c = class_of(n);
             let s = size_of(c);
             assert!(s >= n.max(1), "size {n} got class {c} of {s}");
-            assert!(c == 1 || size_of(c - 1) < n, "size {n}: a smaller class fits");
+            assert!(
+                c == 1 || size_of(c - 1) < n,
+                "size {n}: a smaller class fits"
+            );
             if n <= 128 {
                 assert!(s - n.max(1) < 16, "size {n}: waste {}", s - n);
             } else {
@@ -221,7 +241,8 @@ mod tests {
         let mut align = 32;
         while align <= PAGE_SIZE {
             for size in [1, align - 1, align, align + 1, 3 * align, MAX_SMALL - 1] {
-                let c = class_of_aligned(size, align).expect("every power of two up to 32 KiB is a class");
+                let c = class_of_aligned(size, align)
+                    .expect("every power of two up to 32 KiB is a class");
                 assert!(size_of(c) >= size);
                 assert_eq!(size_of(c) % align, 0);
             }

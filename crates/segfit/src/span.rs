@@ -163,7 +163,9 @@ impl Span {
         let mut free_count = 0;
         let mut p = self.free;
         while !p.is_null() {
-            let i = self.object_index(p as usize).expect("free-list entry is not an object");
+            let i = self
+                .object_index(p as usize)
+                .expect("free-list entry is not an object");
             assert!(!self.is_out(i), "free-list object marked out");
             free_count += 1;
             assert!(free_count <= objects, "free list cycles");
@@ -187,7 +189,10 @@ pub struct SpanList {
 impl SpanList {
     /// An empty list.
     pub const fn new() -> Self {
-        SpanList { head: ptr::null_mut(), len: 0 }
+        SpanList {
+            head: ptr::null_mut(),
+            len: 0,
+        }
     }
 
     /// Whether the list is empty.

@@ -1,8 +1,10 @@
 //! Statistics: a snapshot of the heap in the spirit of Go's `runtime.MemStats`.
 //!
 //! Read from the page heap counters (under its lock), the central lists' counters (under each class
-//! lock) and the thread caches' lengths (racy while threads run; exact when they are quiescent).
-//! Called by users, the C library's stats printer and the tests.
+//! lock) and the thread caches' lengths and allocation counters (racy while threads run; exact when
+//! they are quiescent). The malloc fast path keeps one counter per thread and class; frees are
+//! derived as allocations minus live objects. Called by users, the C library's stats printer and
+//! the tests. Taking a snapshot allocates nothing.
 
 use crate::cache;
 use crate::central::CENTRAL;
@@ -16,6 +18,10 @@ use crate::size_class::{CLASSES, NUM_CLASSES};
 pub struct ClassStats {
     /// Object size.
     pub size: u32,
+    /// Objects allocated since start.
+    pub mallocs: u64,
+    /// Objects freed since start.
+    pub frees: u64,
     /// Objects out of their spans (with users or in thread caches).
     pub out: u64,
     /// Of those, objects sitting in thread caches.
@@ -48,6 +54,13 @@ pub struct Stats {
     pub meta_sys: u64,
     /// Live small objects plus large and huge blocks.
     pub heap_objects: u64,
+    /// Allocations since start (small, large and huge).
+    pub mallocs: u64,
+    /// Frees since start (`mallocs - heap_objects`).
+    pub frees: u64,
+    /// Bytes allocated since start (small objects at their class size, large and huge at the size
+    /// asked for).
+    pub total_alloc: u64,
     /// Live thread caches, and caches created since start.
     pub threads: (usize, u64),
     /// Page heap counters.
@@ -71,6 +84,9 @@ impl Default for Stats {
             peak_committed: 0,
             meta_sys: 0,
             heap_objects: 0,
+            mallocs: 0,
+            frees: 0,
+            total_alloc: 0,
             threads: (0, 0),
             page_heap: HeapCounters::default(),
             os: [OsCount::default(); WHY_COUNT],
@@ -83,19 +99,33 @@ impl Default for Stats {
 pub fn stats() -> Stats {
     let mut s = Stats::default();
     let mut cached = [0u64; NUM_CLASSES];
-    cache::cached_objects(&mut cached);
+    let mut allocs = [0u64; NUM_CLASSES];
+    cache::fold_counts(&mut cached, &mut allocs);
     for c in 1..NUM_CLASSES {
         let k = CENTRAL[c].counters();
         let out = k.fetched - k.released;
-        s.by_size[c] = ClassStats { size: CLASSES[c].size, out, cached: cached[c], spans: k.spans };
         let live = out.saturating_sub(cached[c]);
-        s.heap_alloc += live * CLASSES[c].size as u64;
+        let size = CLASSES[c].size;
+        s.by_size[c] = ClassStats {
+            size,
+            mallocs: allocs[c],
+            frees: allocs[c].saturating_sub(live),
+            out,
+            cached: cached[c],
+            spans: k.spans,
+        };
+        s.heap_alloc += live * size as u64;
         s.heap_objects += live;
+        s.mallocs += allocs[c];
+        s.total_alloc += allocs[c] * size as u64;
     }
     let h = page_heap::with(|h| h.counters);
     s.page_heap = h;
     s.heap_alloc += (h.large_pages * PAGE_SIZE + h.huge_bytes) as u64;
     s.heap_objects += (h.large_objects + h.huge_objects) as u64;
+    s.mallocs += h.large_allocs + h.huge_allocs;
+    s.frees = s.mallocs.saturating_sub(s.heap_objects);
+    s.total_alloc += h.big_bytes_total;
     s.heap_inuse = ((h.small_pages + h.large_pages) * PAGE_SIZE + h.huge_bytes) as u64;
     s.heap_idle = (h.free_pages * PAGE_SIZE) as u64;
     s.heap_released = ((h.free_pages - h.dirty_pages) * PAGE_SIZE) as u64;
@@ -107,6 +137,66 @@ pub fn stats() -> Stats {
     s.threads = cache::thread_counts();
     s.os = os::counts();
     s
+}
+
+impl Stats {
+    /// Writes the snapshot as one JSON object (field names as in this struct; `os` keyed by
+    /// reason; `by_size` lists the classes that were ever used). Uses only `core::fmt`: with a
+    /// non-allocating writer (e.g. [`crate::fatal::FdWriter`]) it allocates nothing.
+    pub fn write_json(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
+        write!(w, "{{")?;
+        let fields: [(&str, u64); 16] = [
+            ("heap_alloc", self.heap_alloc),
+            ("heap_inuse", self.heap_inuse),
+            ("heap_idle", self.heap_idle),
+            ("heap_released", self.heap_released),
+            ("heap_sys", self.heap_sys),
+            ("heap_committed", self.heap_committed),
+            ("peak_inuse", self.peak_inuse),
+            ("peak_committed", self.peak_committed),
+            ("meta_sys", self.meta_sys),
+            ("heap_objects", self.heap_objects),
+            ("mallocs", self.mallocs),
+            ("frees", self.frees),
+            ("total_alloc", self.total_alloc),
+            ("threads_live", self.threads.0 as u64),
+            ("threads_created", self.threads.1),
+            ("scavenged_bytes", self.page_heap.scavenged_bytes),
+        ];
+        for (name, v) in fields {
+            write!(w, "\"{name}\":{v},")?;
+        }
+        write!(w, "\"os\":{{")?;
+        for (i, (why, c)) in os::Why::ALL.iter().zip(self.os.iter()).enumerate() {
+            let comma = if i + 1 < WHY_COUNT { "," } else { "" };
+            write!(
+                w,
+                "\"{}\":{{\"calls\":{},\"bytes\":{}}}{comma}",
+                why.name(),
+                c.calls,
+                c.bytes
+            )?;
+        }
+        write!(w, "}},\"by_size\":[")?;
+        let mut first = true;
+        for k in self
+            .by_size
+            .iter()
+            .skip(1)
+            .filter(|k| k.mallocs > 0 || k.out > 0)
+        {
+            if !first {
+                write!(w, ",")?;
+            }
+            first = false;
+            write!(
+                w,
+                "{{\"size\":{},\"mallocs\":{},\"frees\":{},\"out\":{},\"cached\":{},\"spans\":{}}}",
+                k.size, k.mallocs, k.frees, k.out, k.cached, k.spans
+            )?;
+        }
+        write!(w, "]}}")
+    }
 }
 
 /// Writes `bytes` as a short human figure (B, KiB, MiB, GiB).
@@ -143,7 +233,16 @@ impl core::fmt::Display for Stats {
             writeln!(f)?;
         }
         writeln!(f, "{:<15} {}", "heap_objects", self.heap_objects)?;
-        writeln!(f, "{:<15} {} live, {} created", "threads", self.threads.0, self.threads.1)?;
+        writeln!(
+            f,
+            "{:<15} {} mallocs, {} frees, {} bytes allocated in all",
+            "totals", self.mallocs, self.frees, self.total_alloc
+        )?;
+        writeln!(
+            f,
+            "{:<15} {} live, {} created",
+            "threads", self.threads.0, self.threads.1
+        )?;
         write!(f, "{:<15}", "os calls")?;
         for (why, c) in os::Why::ALL.iter().zip(self.os.iter()) {
             if c.calls > 0 {
@@ -151,9 +250,22 @@ impl core::fmt::Display for Stats {
             }
         }
         writeln!(f)?;
-        writeln!(f, "{:>7} {:>10} {:>10} {:>7}", "class", "out", "cached", "spans")?;
-        for k in self.by_size.iter().skip(1).filter(|k| k.out > 0 || k.spans > 0) {
-            writeln!(f, "{:>7} {:>10} {:>10} {:>7}", k.size, k.out, k.cached, k.spans)?;
+        writeln!(
+            f,
+            "{:>7} {:>10} {:>10} {:>7}",
+            "class", "out", "cached", "spans"
+        )?;
+        for k in self
+            .by_size
+            .iter()
+            .skip(1)
+            .filter(|k| k.out > 0 || k.spans > 0)
+        {
+            writeln!(
+                f,
+                "{:>7} {:>10} {:>10} {:>7}",
+                k.size, k.out, k.cached, k.spans
+            )?;
         }
         Ok(())
     }

@@ -9,7 +9,9 @@ use std::process::Command;
 /// Runs in the child: performs the scenario named by `SEGFIT_BAD`.
 #[test]
 fn child_entry() {
-    let Ok(which) = std::env::var("SEGFIT_BAD") else { return };
+    let Ok(which) = std::env::var("SEGFIT_BAD") else {
+        return;
+    };
     // SAFETY: deliberately invalid frees; the allocator must abort before anything is corrupted.
     unsafe {
         match which.as_str() {
@@ -38,7 +40,9 @@ fn child_entry() {
             "double_cross_thread" => {
                 let p = malloc(300) as usize;
                 free(p as *mut u8);
-                std::thread::spawn(move || free(p as *mut u8)).join().unwrap();
+                std::thread::spawn(move || free(p as *mut u8))
+                    .join()
+                    .unwrap();
                 // `p` sits in both threads' caches now. The other thread's exit returned its copy
                 // to the span; when this thread's cache gives its copy back, the span's bitmap
                 // says the object is not out: the double free is caught then.
@@ -95,10 +99,24 @@ fn expect_abort(scenario: &str, message: &str) {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.signal(), Some(libc_sigabrt()), "{scenario}: status {:?}, stderr: {stderr}", out.status);
-    let line = stderr.lines().find(|l| l.starts_with("segfit: fatal: ")).unwrap_or_else(|| panic!("{scenario}: no fatal line in {stderr}"));
-    assert!(line.starts_with(message), "{scenario}: got `{line}`, want `{message}…`");
-    assert!(line.contains(" ptr=0x"), "{scenario}: the line names the pointer: {line}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc_sigabrt()),
+        "{scenario}: status {:?}, stderr: {stderr}",
+        out.status
+    );
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("segfit: fatal: "))
+        .unwrap_or_else(|| panic!("{scenario}: no fatal line in {stderr}"));
+    assert!(
+        line.starts_with(message),
+        "{scenario}: got `{line}`, want `{message}…`"
+    );
+    assert!(
+        line.contains(" ptr=0x"),
+        "{scenario}: the line names the pointer: {line}"
+    );
 }
 
 fn libc_sigabrt() -> i32 {
@@ -112,51 +130,90 @@ fn double_free_small_aborts() {
 
 #[test]
 fn interleaved_double_free_aborts() {
-    expect_abort("double_interleaved", "segfit: fatal: free(): double free ptr=");
+    expect_abort(
+        "double_interleaved",
+        "segfit: fatal: free(): double free ptr=",
+    );
 }
 
 #[test]
 fn double_free_after_the_block_went_back_to_its_span_aborts() {
-    expect_abort("double_after_flush", "segfit: fatal: free(): double free ptr=");
+    expect_abort(
+        "double_after_flush",
+        "segfit: fatal: free(): double free ptr=",
+    );
 }
 
 #[test]
 fn double_free_from_another_thread_aborts() {
-    expect_abort("double_cross_thread", "segfit: fatal: free(): double free ptr=");
+    expect_abort(
+        "double_cross_thread",
+        "segfit: fatal: free(): double free ptr=",
+    );
 }
 
 #[test]
 fn double_free_large_aborts() {
-    expect_abort("double_large", "segfit: fatal: free(): invalid pointer (double free or never allocated)");
+    expect_abort(
+        "double_large",
+        "segfit: fatal: free(): invalid pointer (double free or never allocated)",
+    );
 }
 
 #[test]
 fn double_free_huge_aborts() {
-    expect_abort("double_huge", "segfit: fatal: free(): invalid pointer (not allocated by segfit)");
+    expect_abort(
+        "double_huge",
+        "segfit: fatal: free(): invalid pointer (not allocated by segfit)",
+    );
 }
 
 #[test]
 fn unaligned_free_aborts() {
-    expect_abort("unaligned", "segfit: fatal: free(): invalid pointer (unaligned)");
+    expect_abort(
+        "unaligned",
+        "segfit: fatal: free(): invalid pointer (unaligned)",
+    );
 }
 
 #[test]
 fn interior_free_aborts() {
-    expect_abort("interior_small", "segfit: fatal: free(): invalid pointer (interior or out of range)");
-    expect_abort("interior_large", "segfit: fatal: free(): invalid pointer (interior of a large block)");
+    expect_abort(
+        "interior_small",
+        "segfit: fatal: free(): invalid pointer (interior or out of range)",
+    );
+    expect_abort(
+        "interior_large",
+        "segfit: fatal: free(): invalid pointer (interior of a large block)",
+    );
 }
 
 #[test]
 fn wild_pointers_abort() {
-    expect_abort("wild_first_call", "segfit: fatal: free(): invalid pointer (not allocated by segfit) ptr=0xdeadbeef");
-    expect_abort("beyond_address_space", "segfit: fatal: free(): invalid pointer (not allocated by segfit)");
-    expect_abort("stack", "segfit: fatal: free(): invalid pointer (not allocated by segfit)");
-    expect_abort("usable_size_wild", "segfit: fatal: malloc_usable_size(): invalid pointer (not allocated by segfit)");
+    expect_abort(
+        "wild_first_call",
+        "segfit: fatal: free(): invalid pointer (not allocated by segfit) ptr=0xdeadbeef",
+    );
+    expect_abort(
+        "beyond_address_space",
+        "segfit: fatal: free(): invalid pointer (not allocated by segfit)",
+    );
+    expect_abort(
+        "stack",
+        "segfit: fatal: free(): invalid pointer (not allocated by segfit)",
+    );
+    expect_abort(
+        "usable_size_wild",
+        "segfit: fatal: malloc_usable_size(): invalid pointer (not allocated by segfit)",
+    );
 }
 
 #[test]
 fn realloc_of_a_freed_block_aborts() {
-    expect_abort("realloc_freed", "segfit: fatal: realloc(): invalid pointer (already freed)");
+    expect_abort(
+        "realloc_freed",
+        "segfit: fatal: realloc(): invalid pointer (already freed)",
+    );
 }
 
 #[test]

@@ -27,7 +27,11 @@ fn collections_and_strings_work_end_to_end() {
     }
     assert_eq!(big.iter().sum::<u64>(), 5_000_000 * 4_999_999 / 2);
     let s = segfit::stats();
-    assert!(s.heap_objects > 1000, "the heap really is segfit's: {} objects", s.heap_objects);
+    assert!(
+        s.heap_objects > 1000,
+        "the heap really is segfit's: {} objects",
+        s.heap_objects
+    );
 }
 
 #[test]
@@ -65,12 +69,19 @@ fn large_alignments_and_zeroed_layouts() {
                 let p = alloc_zeroed(l);
                 assert!(!p.is_null());
                 assert_eq!(p as usize % align, 0);
-                assert!(std::slice::from_raw_parts(p, l.size()).iter().all(|&b| b == 0));
+                assert!(std::slice::from_raw_parts(p, l.size())
+                    .iter()
+                    .all(|&b| b == 0));
                 p.write_bytes(0x5a, l.size());
                 let q = realloc(p, l, l.size() * 2 + 100);
                 assert_eq!(q as usize % align, 0, "realloc kept alignment {align}");
-                assert!(std::slice::from_raw_parts(q, l.size()).iter().all(|&b| b == 0x5a));
-                dealloc(q, Layout::from_size_align(l.size() * 2 + 100, align).unwrap());
+                assert!(std::slice::from_raw_parts(q, l.size())
+                    .iter()
+                    .all(|&b| b == 0x5a));
+                dealloc(
+                    q,
+                    Layout::from_size_align(l.size() * 2 + 100, align).unwrap(),
+                );
                 let r = alloc(l);
                 assert!(!r.is_null());
                 dealloc(r, l);
@@ -99,5 +110,9 @@ fn collect_returns_freed_pages() {
     // The scavenger's cap may already have released most of it; collect releases the rest.
     segfit::collect();
     let s = segfit::stats();
-    assert!(s.heap_released >= 32 << 20, "only {} bytes released", s.heap_released);
+    assert!(
+        s.heap_released >= 32 << 20,
+        "only {} bytes released",
+        s.heap_released
+    );
 }

@@ -49,7 +49,13 @@ fn check(b: &Block, filled: usize) {
     for i in probes(filled).filter(|&i| i < b.size) {
         // SAFETY: i < size and the block is live.
         let v = unsafe { *b.ptr.add(i) };
-        assert_eq!(v, pattern(b.id, i), "block {} (size {}) corrupted at {i}", b.id, b.size);
+        assert_eq!(
+            v,
+            pattern(b.id, i),
+            "block {} (size {}) corrupted at {i}",
+            b.id,
+            b.size
+        );
     }
 }
 
@@ -91,7 +97,11 @@ fn run(seed: u64, ops: usize) {
             let size = random_size(&mut rng);
             let align = random_align(&mut rng);
             let zeroed = rng.below(8) == 0;
-            let ptr = if zeroed { calloc_aligned(size, align) } else { malloc_aligned(size, align) };
+            let ptr = if zeroed {
+                calloc_aligned(size, align)
+            } else {
+                malloc_aligned(size, align)
+            };
             assert!(!ptr.is_null(), "allocation of {size} at {align} failed");
             assert_eq!(ptr as usize % align, 0, "size {size} align {align}");
             assert!(usable_size(ptr) >= size);
@@ -105,7 +115,12 @@ fn run(seed: u64, ops: usize) {
             if let Some(other) = overlaps(&live, start, start + size) {
                 panic!("new block {start:#x}+{size} overlaps block {other}");
             }
-            let b = Block { ptr, size, align, id: next_id };
+            let b = Block {
+                ptr,
+                size,
+                align,
+                id: next_id,
+            };
             next_id += 1;
             fill(&b);
             live.insert(start, (start + size, b.id));
@@ -126,7 +141,12 @@ fn run(seed: u64, ops: usize) {
             // SAFETY: live block allocated with `b.align`.
             let q = unsafe { realloc(b.ptr, new_size, b.align) };
             assert!(!q.is_null());
-            assert_eq!(q as usize % b.align, 0, "realloc lost alignment {}", b.align);
+            assert_eq!(
+                q as usize % b.align,
+                0,
+                "realloc lost alignment {}",
+                b.align
+            );
             let old = b.size;
             b.ptr = q;
             b.size = new_size;
@@ -155,7 +175,9 @@ fn random_sequences_never_overlap_and_keep_contents() {
 
 #[test]
 fn random_sequences_on_many_threads() {
-    let threads: Vec<_> = (0..4u64).map(|t| std::thread::spawn(move || run(0xfeed_0000 + t, 15_000))).collect();
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| std::thread::spawn(move || run(0xfeed_0000 + t, 15_000)))
+        .collect();
     for t in threads {
         t.join().unwrap();
     }

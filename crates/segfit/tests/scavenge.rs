@@ -12,7 +12,12 @@ const MIB: usize = 1 << 20;
 
 fn rss() -> usize {
     let s = std::fs::read_to_string("/proc/self/statm").unwrap();
-    s.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 4096
+    s.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<usize>()
+        .unwrap()
+        * 4096
 }
 
 fn purges() -> u64 {
@@ -46,11 +51,24 @@ fn freed_memory_goes_back_to_the_os() {
     //    back while it is being freed.
     let v = alloc_touched(256 * MIB, 256 << 10);
     let peak = rss();
-    assert!(peak >= base + 240 * MIB, "the heap was touched: {} MiB", (peak - base) / MIB);
+    assert!(
+        peak >= base + 240 * MIB,
+        "the heap was touched: {} MiB",
+        (peak - base) / MIB
+    );
     free_all(v);
     let after = rss();
-    println!("256 MiB heap: rss base {} MiB, peak {} MiB, after free {} MiB", base / MIB, peak / MIB, after / MIB);
-    assert!(after <= base + 16 * MIB, "after freeing 256 MiB, RSS is still {} MiB above base", (after - base) / MIB);
+    println!(
+        "256 MiB heap: rss base {} MiB, peak {} MiB, after free {} MiB",
+        base / MIB,
+        peak / MIB,
+        after / MIB
+    );
+    assert!(
+        after <= base + 16 * MIB,
+        "after freeing 256 MiB, RSS is still {} MiB above base",
+        (after - base) / MIB
+    );
 
     // 2. collect(): a small heap under the cap stays resident until collect releases it at once.
     let v = alloc_touched(6 * MIB, 64 << 10);
@@ -58,9 +76,18 @@ fn freed_memory_goes_back_to_the_os() {
     let before_collect = rss();
     let released = segfit::collect();
     let after_collect = rss();
-    println!("collect released {} KiB; rss {} -> {} KiB", released / 1024, before_collect / 1024, after_collect / 1024);
+    println!(
+        "collect released {} KiB; rss {} -> {} KiB",
+        released / 1024,
+        before_collect / 1024,
+        after_collect / 1024
+    );
     assert!(released >= 5 * MIB, "collect released {released} bytes");
-    assert!(before_collect - after_collect >= 5 * MIB, "RSS dropped only {} KiB on collect", (before_collect - after_collect) / 1024);
+    assert!(
+        before_collect - after_collect >= 5 * MIB,
+        "RSS dropped only {} KiB on collect",
+        (before_collect - after_collect) / 1024
+    );
 
     // 3. Decay: idle free memory goes back within about a second, without collect(), with the
     //    background scavenger running.
@@ -69,14 +96,20 @@ fn freed_memory_goes_back_to_the_os() {
     free_all(v);
     let idle_start = Instant::now();
     let resident = || segfit::stats().heap_idle - segfit::stats().heap_released;
-    assert!(resident() >= 5 * MIB as u64, "the small heap stayed resident at first");
+    assert!(
+        resident() >= 5 * MIB as u64,
+        "the small heap stayed resident at first"
+    );
     while resident() > 0 && idle_start.elapsed() < Duration::from_secs(3) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let waited = idle_start.elapsed();
     println!("idle free memory released after {} ms", waited.as_millis());
     assert_eq!(resident(), 0, "free memory still resident after {waited:?}");
-    assert!(waited < Duration::from_millis(1600), "decay took {waited:?}");
+    assert!(
+        waited < Duration::from_millis(1600),
+        "decay took {waited:?}"
+    );
 
     // 4. A steady workload (the same 4 MiB taken and freed 2000 times) does not thrash.
     let p0 = purges();

@@ -68,7 +68,11 @@ fn cross_thread_frees_keep_contents_and_memory_bounded() {
     let s = segfit::stats();
     // Live data per round is at most THREADS * PER_ROUND * 2 KiB = 16 MiB; 40 rounds of churn
     // must reuse memory rather than grow with the number of rounds.
-    assert!(s.heap_committed < 128 << 20, "heap grew to {} bytes", s.heap_committed);
+    assert!(
+        s.heap_committed < 128 << 20,
+        "heap grew to {} bytes",
+        s.heap_committed
+    );
 }
 
 #[test]
@@ -96,9 +100,20 @@ fn thread_churn_leaves_no_caches_and_bounded_memory() {
         }
     }
     let after = segfit::stats();
-    assert!(after.threads.1 >= before.threads.1 + 2000, "each thread got a cache");
-    assert!(after.threads.0 <= before.threads.0 + 4, "exited threads left {} caches", after.threads.0);
-    assert!(after.heap_committed - before.heap_committed.min(after.heap_committed) < 64 << 20, "2000 threads grew the heap to {}", after.heap_committed);
+    assert!(
+        after.threads.1 >= before.threads.1 + 2000,
+        "each thread got a cache"
+    );
+    assert!(
+        after.threads.0 <= before.threads.0 + 4,
+        "exited threads left {} caches",
+        after.threads.0
+    );
+    assert!(
+        after.heap_committed - before.heap_committed.min(after.heap_committed) < 64 << 20,
+        "2000 threads grew the heap to {}",
+        after.heap_committed
+    );
 }
 
 #[test]
