@@ -59,6 +59,8 @@ pub struct ThreadCache {
     /// Small objects allocated by this thread, per class (the fast path's one counter; frees are
     /// derived: allocated minus live).
     pub allocs: [u64; NUM_CLASSES],
+    /// Bytes by which this cache may still raise its bins' limits (see `free_slow`).
+    budget: usize,
     /// See [`CacheState`].
     pub state: CacheState,
     next: *mut ThreadCache,
@@ -78,6 +80,7 @@ const EMPTY_BIN: Bin = Bin {
 static UNINIT: ReadOnly = ReadOnly(ThreadCache {
     bins: [EMPTY_BIN; NUM_CLASSES],
     allocs: [0; NUM_CLASSES],
+    budget: 0,
     state: CacheState::Uninit,
     next: ptr::null_mut(),
     prev: ptr::null_mut(),
@@ -85,6 +88,7 @@ static UNINIT: ReadOnly = ReadOnly(ThreadCache {
 static DEAD: ReadOnly = ReadOnly(ThreadCache {
     bins: [EMPTY_BIN; NUM_CLASSES],
     allocs: [0; NUM_CLASSES],
+    budget: 0,
     state: CacheState::Dead,
     next: ptr::null_mut(),
     prev: ptr::null_mut(),
@@ -126,6 +130,17 @@ fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
     let r = f(unsafe { &mut *REGISTRY.0.get() });
     REGISTRY_LOCK.unlock();
     r
+}
+
+/// Bytes a thread cache may grow its bins' limits by, in all (tcmalloc bounds its thread caches
+/// similarly). Bins start at two batches and grow by a batch each time they overflow, up to
+/// [`bin_cap`], while the budget lasts.
+const CACHE_BUDGET: usize = 2 << 20;
+
+/// The most objects a bin of class `c` may hold: 256 KiB worth, between 2 batches and 4096.
+fn bin_cap(c: usize) -> u32 {
+    let k = &CLASSES[c];
+    ((256 << 10) / k.size).clamp(2 * k.batch, 4096)
 }
 
 static FREE_KEY: AtomicUsize = AtomicUsize::new(0);
@@ -195,6 +210,7 @@ fn init_thread() -> *mut ThreadCache {
                 (*tc).bins[c].max = 2 * CLASSES[c].batch;
             }
             (*tc).state = CacheState::Live;
+            (*tc).budget = CACHE_BUDGET;
             (*tc).next = r.head;
             if !r.head.is_null() {
                 (*r.head).prev = tc;
@@ -334,9 +350,17 @@ pub unsafe fn free_slow(p: *mut u8, c: usize, span: *mut crate::span::Span) {
             return;
         }
         let bin = &mut (*tc).bins[c];
+        let batch = CLASSES[c].batch;
+        let grow = batch as usize * CLASSES[c].size as usize;
+        if bin.len >= bin.max && bin.max < bin_cap(c) && (*tc).budget >= grow {
+            // A class that keeps overflowing gets a longer list, so that a thread that frees what
+            // it allocated in bursts stops going through the central list.
+            bin.max += batch;
+            (*tc).budget -= grow;
+        }
         if bin.len >= bin.max {
             // Give back one batch from the front of the list.
-            let n = CLASSES[c].batch.min(bin.len) as usize;
+            let n = batch.min(bin.len) as usize;
             let first = bin.head;
             let mut last = first;
             for _ in 1..n {

@@ -111,15 +111,7 @@ pub fn fetch(c: usize, n: usize, head: &mut *mut u8) -> usize {
             // object to give; the objects they give are ours to link.
             unsafe {
                 let span = &mut *s;
-                while got < n {
-                    let p = span.take();
-                    if p.is_null() {
-                        break;
-                    }
-                    *(p as *mut *mut u8) = *head;
-                    *head = p;
-                    got += 1;
-                }
+                got += span.take_batch(n - got, head);
                 if !span.has_free() {
                     inner.nonempty.remove(s);
                 }
@@ -139,49 +131,122 @@ pub fn fetch(c: usize, n: usize, head: &mut *mut u8) -> usize {
 /// Each object was handed out for class `c` and is no longer used; `count` matches the list.
 pub unsafe fn release(c: usize, head: *mut u8, count: usize) {
     CENTRAL[c].with(|inner| {
+        // Objects freed together mostly share a span, so the loop works on one span at a time
+        // with its list head and count in registers, and settles the span's list membership when
+        // it moves on (`Returning::finish`).
+        let mut cur = Returning::NONE;
         let mut p = head;
         for _ in 0..count {
             // SAFETY: the caller guarantees `p` is a freed object of class `c`.
             let next = unsafe { *(p as *mut *mut u8) };
-            // SAFETY: as above.
-            unsafe { put(inner, c, p) };
+            let a = p as usize;
+            if a.wrapping_sub(cur.start) >= cur.len {
+                // SAFETY: `cur` is NONE or a span loaded below.
+                unsafe { cur.finish(inner) };
+                let s = arena::span_of(a);
+                // SAFETY: page map entries are valid spans.
+                if s.is_null() || unsafe { (*s).state != State::Small || (*s).class as usize != c }
+                {
+                    fatal("free", "corrupted thread cache entry", a);
+                }
+                // SAFETY: a live small span of class `c`; we hold its class lock.
+                cur = unsafe { Returning::load(s) };
+            }
+            let off = a - cur.start;
+            let i = ((off as u64 * cur.magic as u64) >> 32) as usize;
+            if i * cur.size != off {
+                fatal("free", "corrupted thread cache entry", a);
+            }
+            // SAFETY: `cur.span` is live and locked; `i` is an object index of it.
+            let word = unsafe { &mut (*cur.span).out[i / 64] };
+            let bit = 1u64 << (i % 64);
+            if *word & bit == 0 {
+                fatal("free", "double free", a);
+            }
+            *word &= !bit;
+            // SAFETY: the object is free again; link it into the span's list.
+            unsafe { *(p as *mut *mut u8) = cur.free };
+            cur.free = p;
+            cur.used -= 1;
             p = next;
         }
+        // SAFETY: as above.
+        unsafe { cur.finish(inner) };
         inner.counters.released += count as u64;
         inner.counters.releases += 1;
     })
 }
 
-/// Returns one object to its span, or aborts on a double free.
-unsafe fn put(inner: &mut Inner, c: usize, p: *mut u8) {
-    let s = arena::span_of(p as usize);
-    // SAFETY: `p` was validated as an object of a small span of class `c` when it was freed, and
-    // that span cannot have been freed since (the object was still out).
-    unsafe {
-        if s.is_null() || (*s).state != State::Small || (*s).class as usize != c {
-            fatal("free", "corrupted thread cache entry", p as usize);
+/// The span `release` is returning objects to, with its hot fields held locally.
+struct Returning {
+    span: *mut Span,
+    start: usize,
+    len: usize,
+    size: usize,
+    magic: u32,
+    free: *mut u8,
+    used: u32,
+    was_full: bool,
+}
+
+impl Returning {
+    const NONE: Returning = Returning {
+        span: core::ptr::null_mut(),
+        start: 0,
+        len: 0,
+        size: 1,
+        magic: 0,
+        free: core::ptr::null_mut(),
+        used: 0,
+        was_full: false,
+    };
+
+    /// # Safety
+    /// `s` is a live small span whose class lock is held.
+    unsafe fn load(s: *mut Span) -> Returning {
+        // SAFETY: caller's contract.
+        let span = unsafe { &*s };
+        Returning {
+            span: s,
+            start: span.start,
+            len: span.end - span.start,
+            size: span.size as usize,
+            magic: span.magic,
+            free: span.free,
+            used: span.used,
+            was_full: !span.has_free(),
         }
-        let span = &mut *s;
-        let Some(i) = span.object_index(p as usize) else {
-            fatal("free", "corrupted thread cache entry", p as usize)
-        };
-        let was_full = !span.has_free();
-        if !span.put(p, i) {
-            fatal("free", "double free", p as usize);
+    }
+
+    /// Writes the fields back and fixes the span's list membership: a span that was full goes on
+    /// the nonempty list, a span with no object out goes back to the page heap.
+    ///
+    /// # Safety
+    /// `self` is NONE or was loaded from a live span whose class lock is still held.
+    unsafe fn finish(&mut self, inner: &mut Inner) {
+        let s = self.span;
+        if s.is_null() {
+            return;
         }
-        if span.used == 0 {
-            if !was_full {
-                inner.nonempty.remove(s);
+        // SAFETY: caller's contract.
+        unsafe {
+            (*s).free = self.free;
+            (*s).used = self.used;
+            if self.used == 0 {
+                if !self.was_full {
+                    inner.nonempty.remove(s);
+                }
+                inner.counters.spans -= 1;
+                page_heap::with(|h| h.free_small(s));
+            } else {
+                if self.was_full {
+                    inner.nonempty.push(s);
+                }
+                #[cfg(feature = "expensive-checks")]
+                (*s).check();
             }
-            inner.counters.spans -= 1;
-            page_heap::with(|h| h.free_small(s));
-        } else if was_full {
-            inner.nonempty.push(s);
         }
-        #[cfg(feature = "expensive-checks")]
-        if span.used != 0 {
-            span.check();
-        }
+        *self = Returning::NONE;
     }
 }
 
