@@ -16,9 +16,8 @@ fn sizes() -> Vec<usize> {
 fn usable(size: usize) -> u64 {
     if size <= 32 << 10 {
         size_of(class_of(size)) as u64
-    } else if size <= 32 << 20 {
-        size.div_ceil(8192) as u64 * 8192
     } else {
+        // Large and huge blocks are whole 8 KiB pages.
         size.div_ceil(8192) as u64 * 8192
     }
 }
