@@ -68,7 +68,6 @@ mod imp {
     /// The raw slot: the cache pointer minus `UNINIT_PTR` (wrapping), so zero is "uninit".
     #[inline(always)]
     fn load() -> usize {
-        let off: usize;
         let v: usize;
         // SAFETY: reads this thread's 8-byte slot: the GOT entry holds the slot's offset from the
         // thread pointer (R_X86_64_TPOFF64, resolved by the loader since the object is STATIC_TLS).
@@ -76,7 +75,7 @@ mod imp {
             core::arch::asm!(
                 "mov {off}, qword ptr [rip + __segfit_tls_slot@GOTTPOFF]",
                 "mov {v}, qword ptr fs:[{off}]",
-                off = out(reg) off,
+                off = out(reg) _,
                 v = lateout(reg) v,
                 options(nostack, readonly, preserves_flags, pure)
             );
@@ -86,13 +85,12 @@ mod imp {
 
     #[inline(always)]
     fn store(v: usize) {
-        let off: usize;
         // SAFETY: writes this thread's 8-byte slot (see `load`).
         unsafe {
             core::arch::asm!(
                 "mov {off}, qword ptr [rip + __segfit_tls_slot@GOTTPOFF]",
                 "mov qword ptr fs:[{off}], {v}",
-                off = out(reg) off,
+                off = out(reg) _,
                 v = in(reg) v,
                 options(nostack, preserves_flags)
             );
