@@ -252,19 +252,19 @@ impl core::fmt::Display for Stats {
         writeln!(f)?;
         writeln!(
             f,
-            "{:>7} {:>10} {:>10} {:>7}",
-            "class", "out", "cached", "spans"
+            "{:>7} {:>12} {:>12} {:>10} {:>10} {:>7}",
+            "class", "mallocs", "frees", "out", "cached", "spans"
         )?;
         for k in self
             .by_size
             .iter()
             .skip(1)
-            .filter(|k| k.out > 0 || k.spans > 0)
+            .filter(|k| k.mallocs > 0 || k.out > 0)
         {
             writeln!(
                 f,
-                "{:>7} {:>10} {:>10} {:>7}",
-                k.size, k.out, k.cached, k.spans
+                "{:>7} {:>12} {:>12} {:>10} {:>10} {:>7}",
+                k.size, k.mallocs, k.frees, k.out, k.cached, k.spans
             )?;
         }
         Ok(())
