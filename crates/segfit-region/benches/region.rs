@@ -13,9 +13,15 @@
 //!   live block 1 time in 3, until the first allocation fails. Reports the
 //!   live requested bytes over the region size at that moment (mean of 5 seeds).
 //!
+//! Method: every contender runs the same pre-generated op sequences on a
+//! fresh, pre-zeroed 16 MiB region (bump allocators: twice the workload's
+//! total); one untimed warm-up round, then `SEGFIT_BENCH_REPS` (default 7)
+//! rounds that each run every contender once, interleaved so machine noise
+//! hits all alike; the table reports the **median** Mops/s.
+//!
 //! Caveats: single thread, no lock (each allocator is called directly);
-//! throughput is the best of 5 runs; bump allocators do not reuse freed
-//! memory, so their efficiency counts freed bytes as lost.
+//! bump allocators do not reuse freed memory, so their efficiency counts
+//! freed bytes as lost.
 
 use std::alloc::Layout;
 use std::hint::black_box;
@@ -248,6 +254,9 @@ fn burst_ops(seed: u64, rounds: usize, per: usize) -> (Vec<Op>, usize) {
 /// Runs `ops`, returning elapsed seconds (and failures).
 fn run<C: Contender>(ops: &[Op], region: usize) -> (f64, usize) {
     let mut mem = vec![0u64; region / 8];
+    // Fault every page in before timing (calloc may hand out untouched
+    // pages), so no contender pays for first touches.
+    black_box(&mut mem[..]).fill(0);
     // SAFETY: `mem` outlives `c`.
     let mut c = unsafe { C::make(mem.as_mut_ptr().cast(), region) };
     let slots = ops
@@ -283,17 +292,6 @@ fn run<C: Contender>(ops: &[Op], region: usize) -> (f64, usize) {
     drop(c);
     drop(mem);
     (dt, failures)
-}
-
-fn best_mops<C: Contender>(ops: &[Op], region: usize) -> (f64, usize) {
-    let mut best = f64::INFINITY;
-    let mut fails = 0;
-    for _ in 0..5 {
-        let (dt, f) = run::<C>(ops, region);
-        best = best.min(dt);
-        fails = f;
-    }
-    (ops.len() as f64 / best / 1e6, fails)
 }
 
 /// Fill a region until the first allocation fails, freeing a random live
@@ -339,61 +337,99 @@ struct Row {
     fails: usize,
 }
 
-fn bench<C: Contender>(
-    churn: &(Vec<Op>, usize),
-    burst: &(Vec<Op>, usize),
+/// One contender, type-erased so the timed runs can be interleaved.
+struct Entry {
+    name: &'static str,
     bump_like: bool,
-) -> Option<Row> {
-    // `SEGFIT_BENCH_ONLY=talc` runs only the allocators whose name contains it.
-    if let Ok(only) = std::env::var("SEGFIT_BENCH_ONLY") {
-        if !C::NAME.contains(only.as_str()) {
-            return None;
-        }
-    }
-    // Regions: 16 MiB for the reusing allocators; bump allocators get the
-    // total bytes the workload ever allocates (they never reuse).
-    let region = |total: usize| {
-        if bump_like {
-            (total * 2).next_power_of_two()
-        } else {
-            16 << 20
-        }
-    };
-    let (c, f1) = best_mops::<C>(&churn.0, region(churn.1));
-    let (b, f2) = best_mops::<C>(&burst.0, region(burst.1));
-    let eff = (0..5)
-        .map(|s| efficiency::<C>(1000 + s, 1 << 20))
-        .sum::<f64>()
-        / 5.0;
-    let row = Row {
+    run: fn(&[Op], usize) -> (f64, usize),
+    eff: fn(u64, usize) -> f64,
+}
+
+fn entry<C: Contender>(bump_like: bool) -> Entry {
+    Entry {
         name: C::NAME,
-        churn: c,
-        burst: b,
-        eff,
-        fails: f1 + f2,
-    };
-    eprintln!("  {:<30} done", row.name);
-    Some(row)
+        bump_like,
+        run: run::<C>,
+        eff: efficiency::<C>,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Repetitions per contender and workload (`SEGFIT_BENCH_REPS`, default 7).
+fn reps() -> usize {
+    std::env::var("SEGFIT_BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7)
+        .max(1)
 }
 
 fn main() {
     let churn = churn_ops(42, 1_000_000, 2000);
     let burst = burst_ops(7, 500, 1000);
-    let rows: Vec<Row> = [
-        bench::<segfit_region::SegregatedFit>(&churn, &burst, false),
-        bench::<Talc>(&churn, &burst, false),
-        bench::<Rlsf>(&churn, &burst, false),
-        bench::<segfit_region::FirstFit>(&churn, &burst, false),
-        bench::<segfit_region::NextFit>(&churn, &burst, false),
-        bench::<segfit_region::BestFit>(&churn, &burst, false),
-        bench::<Lla>(&churn, &burst, false),
-        bench::<Buddy>(&churn, &burst, false),
-        bench::<segfit_region::Bump>(&churn, &burst, true),
-        bench::<Bumpalo>(&churn, &burst, true),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let all = [
+        entry::<segfit_region::SegregatedFit>(false),
+        entry::<Talc>(false),
+        entry::<Rlsf>(false),
+        entry::<segfit_region::FirstFit>(false),
+        entry::<segfit_region::NextFit>(false),
+        entry::<segfit_region::BestFit>(false),
+        entry::<Lla>(false),
+        entry::<Buddy>(false),
+        entry::<segfit_region::Bump>(true),
+        entry::<Bumpalo>(true),
+    ];
+    // `SEGFIT_BENCH_ONLY=talc,rlsf` runs only the allocators whose name
+    // contains one of the comma-separated parts.
+    let only = std::env::var("SEGFIT_BENCH_ONLY").ok();
+    let entries: Vec<&Entry> = all
+        .iter()
+        .filter(|e| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|part| e.name.contains(part)))
+        })
+        .collect();
+    // Regions: 16 MiB for every reusing allocator; bump allocators get twice
+    // the total bytes the workload ever allocates (they never reuse).
+    let region = |e: &Entry, total: usize| {
+        if e.bump_like {
+            (total * 2).next_power_of_two()
+        } else {
+            16 << 20
+        }
+    };
+    let reps = reps();
+    let mut times = vec![(Vec::new(), Vec::new()); entries.len()];
+    let mut fails = vec![0; entries.len()];
+    // Warm-up (untimed), then `reps` rounds; each round runs every contender
+    // once per workload, so machine noise spreads over all of them alike.
+    for round in 0..=reps {
+        for (i, e) in entries.iter().enumerate() {
+            let (c, f1) = (e.run)(&churn.0, region(e, churn.1));
+            let (b, f2) = (e.run)(&burst.0, region(e, burst.1));
+            if round > 0 {
+                times[i].0.push(churn.0.len() as f64 / c / 1e6);
+                times[i].1.push(burst.0.len() as f64 / b / 1e6);
+                fails[i] = f1 + f2;
+            }
+        }
+        eprintln!("  round {round}/{reps} done");
+    }
+    let rows: Vec<Row> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Row {
+            name: e.name,
+            churn: median(times[i].0.clone()),
+            burst: median(times[i].1.clone()),
+            eff: (0..5).map(|s| (e.eff)(1000 + s, 1 << 20)).sum::<f64>() / 5.0,
+            fails: fails[i],
+        })
+        .collect();
     println!();
     println!("| allocator | churn Mops/s | burst Mops/s | efficiency (1 MiB, fill to failure) |");
     println!("|---|---:|---:|---:|");

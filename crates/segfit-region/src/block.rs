@@ -6,9 +6,16 @@
 //!
 //! ```text
 //! used block:  [header][payload ..................]
+//! padded used: [header][pad...][slot][payload .....]   (over-aligned requests)
 //! free block:  [header][next][prev] ....... [footer]
 //! sentinel:    [header = 0][region start][previous sentinel]
 //! ```
+//!
+//! The word in front of a payload (its *slot*) is normally the block header.
+//! When an over-aligned payload needs fewer than `MIN_BLOCK` bytes of lead
+//! (too few to split off as a free block), the lead stays inside the used
+//! block as padding and the slot holds `pad | PADDED`, where `pad` is the
+//! distance from the header to the slot. Real headers never carry `PADDED`.
 //!
 //! Invariants (checked by `Heap::check_invariants`):
 //! * every block starts `WORD`-aligned and its size is a multiple of `WORD`,
@@ -28,8 +35,11 @@ pub(crate) const WORD: usize = size_of::<usize>();
 pub(crate) const FREE: usize = 1;
 /// Header flag: the physically preceding block is free (its footer is valid).
 pub(crate) const PREV_FREE: usize = 2;
-/// Mask of the flag bits in a header.
-pub(crate) const FLAGS: usize = FREE | PREV_FREE;
+/// Slot flag (never in a real header): the block starts `slot & !FLAGS`
+/// bytes before this word, which is padding in front of an aligned payload.
+pub(crate) const PADDED: usize = 4;
+/// Mask of the flag bits in a header or slot.
+pub(crate) const FLAGS: usize = FREE | PREV_FREE | PADDED;
 /// Smallest block: header, two links and a footer.
 pub(crate) const MIN_BLOCK: usize = 4 * WORD;
 /// Bytes taken by the end-of-region sentinel.
@@ -110,41 +120,35 @@ pub(crate) unsafe fn make_free(b: *mut u8, size: usize) {
 }
 
 /// The block size that holds a payload of `size` bytes right after the
-/// header, or `None` if it overflows `isize`.
+/// header, or `None` if it would exceed `isize::MAX`. Branch-free apart from
+/// the (never taken for a valid `Layout`) overflow check.
 #[inline(always)]
 pub(crate) const fn block_size_for(size: usize) -> Option<usize> {
-    // Round `size + WORD` up to a multiple of WORD, with checked arithmetic.
-    let with_header = match size.checked_add(2 * WORD - 1) {
-        Some(v) => v & !(WORD - 1),
-        None => return None,
-    };
-    if with_header > isize::MAX as usize {
+    if size > isize::MAX as usize - 2 * WORD {
         return None;
     }
-    if with_header < MIN_BLOCK {
-        Some(MIN_BLOCK)
-    } else {
-        Some(with_header)
-    }
+    // Round `size + WORD` up to a multiple of WORD; at least MIN_BLOCK.
+    let b = (size + 2 * WORD - 1) & !(WORD - 1);
+    Some(if b < MIN_BLOCK { MIN_BLOCK } else { b })
 }
 
-/// How far into block `b` the header of an aligned block must start so that its
-/// payload is `align`-aligned and the skipped prefix is either empty or a
-/// valid free block (`>= MIN_BLOCK`). `None` on address overflow.
+/// The most lead [`lead_for`] can return for `align`: `align - WORD`, 0 for
+/// alignments up to a word.
+#[inline(always)]
+pub(crate) const fn max_lead(align: usize) -> usize {
+    (if align > WORD { align } else { WORD }) - WORD
+}
+
+/// How far into block `b` the header slot of an `align`-aligned payload lies
+/// (0 when `b`'s own payload is aligned; always `<= max_lead(align)`).
+/// A lead of at least `MIN_BLOCK` is split off as a free block; a smaller one
+/// becomes padding (see the module docs). `None` on address overflow.
 #[inline(always)]
 pub(crate) fn lead_for(b: *mut u8, align: usize) -> Option<usize> {
+    let mask = max_lead(align) | (WORD - 1);
     let addr = b as usize;
-    if align <= WORD {
-        return Some(0);
-    }
-    let mask = align - 1;
     let payload = addr.checked_add(WORD)?.checked_add(mask)? & !mask;
-    let mut lead = payload - WORD - addr;
-    if lead != 0 && lead < MIN_BLOCK {
-        let payload = addr.checked_add(WORD + MIN_BLOCK)?.checked_add(mask)? & !mask;
-        lead = payload - WORD - addr;
-    }
-    Some(lead)
+    Some(payload - WORD - addr)
 }
 
 /// Whether block `b` of `size` bytes can hold an aligned block of `need` bytes.
@@ -153,6 +157,27 @@ pub(crate) fn fits(b: *mut u8, size: usize, need: usize, align: usize) -> bool {
     match lead_for(b, align) {
         Some(lead) => lead.checked_add(need).is_some_and(|end| end <= size),
         None => false,
+    }
+}
+
+/// The block start and header of the live allocation whose payload is `p`
+/// (resolving padding).
+///
+/// # Safety
+/// `p` must be a live payload handed out by a boundary-tag heap.
+#[inline(always)]
+pub(crate) unsafe fn block_of(p: *mut u8) -> (*mut u8, usize) {
+    // SAFETY: a live payload is preceded by its slot, and a padded slot
+    // points back to the header of the same block.
+    unsafe {
+        let slot = p.sub(WORD);
+        let h = header(slot);
+        if h & PADDED == 0 {
+            (slot, h)
+        } else {
+            let b = slot.sub(h & !FLAGS);
+            (b, header(b))
+        }
     }
 }
 

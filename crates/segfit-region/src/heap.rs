@@ -28,8 +28,13 @@ use crate::{ClaimError, RegionStats};
 pub(crate) unsafe trait FreeSet {
     /// The empty set (usable in `const fn new`).
     const EMPTY: Self;
-    /// A free block that can hold `need` bytes with an `align`-aligned payload.
-    /// Adds one to `steps` per free block examined.
+    /// Whether `find` also removes the block it returns from the set (TLSF
+    /// pops a list head it has in hand; an ordered list keeps the block so
+    /// its remainder can take its place).
+    const FIND_REMOVES: bool = false;
+    /// A free block that can hold `need` bytes with an `align`-aligned payload
+    /// (removed from the set if `FIND_REMOVES`). Adds one to `steps` per free
+    /// block examined.
     fn find(&mut self, need: usize, align: usize, steps: &mut u64) -> Option<*mut u8>;
     /// Adds the free block `b` of `size` bytes.
     ///
@@ -76,7 +81,6 @@ pub(crate) struct Heap<S> {
     last: *mut u8,
     claimed: usize,
     in_use: usize,
-    free: usize,
     free_blocks: usize,
     regions: usize,
     steps: u64,
@@ -89,7 +93,6 @@ impl<S: FreeSet> Heap<S> {
             last: ptr::null_mut(),
             claimed: 0,
             in_use: 0,
-            free: 0,
             free_blocks: 0,
             regions: 0,
             steps: 0,
@@ -170,11 +173,10 @@ impl<S: FreeSet> Heap<S> {
             }
             make_free(start, total);
             set_header(next, PREV_FREE);
-            self.free += size;
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn allocate(&mut self, layout: Layout) -> Option<NonNull<u8>> {
         let need = block_size_for(layout.size())?;
         let align = layout.align();
@@ -184,49 +186,105 @@ impl<S: FreeSet> Heap<S> {
     }
 
     /// Allocates `need` bytes with an `align`-aligned payload out of the free
-    /// block `b`, returning leading and trailing remainders to the set.
+    /// block `b`: a lead of at least `MIN_BLOCK` and a trailing remainder of at
+    /// least `MIN_BLOCK` go back to the set; a smaller lead becomes padding,
+    /// a smaller remainder stays in the block.
     ///
     /// # Safety
-    /// `b` must be in the set and [`fits`]`(b, size, need, align)`.
+    /// `b` must have just been returned by `find` (so it is in the set unless
+    /// `FIND_REMOVES`) and [`fits`]`(b, size, need, align)`.
     #[inline(always)]
     unsafe fn carve(&mut self, b: *mut u8, need: usize, align: usize) -> NonNull<u8> {
         // SAFETY: `b` is a free block in a region we own; all offsets stay
         // inside it because it fits the request.
         unsafe {
             let size = header(b) & !FLAGS;
-            let lead = match lead_for(b, align) {
-                Some(l) => l,
-                None => {
-                    debug_assert!(false, "find returned a block that does not fit");
-                    core::hint::unreachable_unchecked()
+            let Some(lead) = lead_for(b, align) else {
+                debug_assert!(false, "find returned a block that does not fit");
+                core::hint::unreachable_unchecked()
+            };
+            if lead == 0 {
+                // The common case: the block's own payload is aligned.
+                let rest = size - need;
+                if rest >= MIN_BLOCK {
+                    let tail = b.add(need);
+                    if S::FIND_REMOVES {
+                        self.set.insert(tail, rest);
+                    } else {
+                        self.set.replace(b, size, tail, rest);
+                    }
+                    make_free(tail, rest);
+                    set_header(b, need);
+                    self.in_use += need;
+                } else {
+                    if !S::FIND_REMOVES {
+                        self.set.remove(b, size);
+                    }
+                    self.free_blocks -= 1;
+                    set_header(b, size);
+                    let next = b.add(size);
+                    set_header(next, header(next) & !PREV_FREE);
+                    self.in_use += size;
                 }
-            };
-            let rest = size - lead - need;
-            let (take, trail) = if rest >= MIN_BLOCK {
-                (need, rest)
+                return NonNull::new_unchecked(b.add(WORD));
+            }
+            self.carve_aligned(b, size, need, lead)
+        }
+    }
+
+    /// [`Self::carve`] for a payload that does not start right after `b`'s
+    /// header (`lead > 0`).
+    ///
+    /// # Safety
+    /// As for `carve`; `lead = lead_for(b, align)` and `lead + need <= size`.
+    #[inline(never)]
+    unsafe fn carve_aligned(
+        &mut self,
+        b: *mut u8,
+        size: usize,
+        need: usize,
+        lead: usize,
+    ) -> NonNull<u8> {
+        // SAFETY: as for `carve`.
+        unsafe {
+            if S::FIND_REMOVES {
+                // Rare path: put `b` back and use the generic splitting below.
+                self.set.insert(b, size);
+            }
+            let (start, pad, lead_free) = if lead >= MIN_BLOCK {
+                (b.add(lead), 0, lead)
             } else {
-                (size - lead, 0)
+                (b, lead, 0)
             };
-            let start = b.add(lead);
+            let avail = size - lead_free;
+            let rest = avail - (need + pad);
+            let (take, trail) = if rest >= MIN_BLOCK {
+                (need + pad, rest)
+            } else {
+                (avail, 0)
+            };
             let tail = start.add(take);
-            match (lead != 0, trail != 0) {
+            match (lead_free != 0, trail != 0) {
                 (false, false) => {
                     self.set.remove(b, size);
                     self.free_blocks -= 1;
                 }
-                (true, false) => self.set.replace(b, size, b, lead),
+                (true, false) => self.set.replace(b, size, b, lead_free),
                 (false, true) => self.set.replace(b, size, tail, trail),
                 (true, true) => {
-                    self.set.replace(b, size, b, lead);
+                    self.set.replace(b, size, b, lead_free);
                     self.set.insert_after(b, tail, trail);
                     self.free_blocks += 1;
                 }
             }
-            if lead != 0 {
-                make_free(b, lead);
+            if lead_free != 0 {
+                make_free(b, lead_free);
                 set_header(start, take | PREV_FREE);
             } else {
                 set_header(start, take);
+            }
+            if pad != 0 {
+                set_word(start, pad / WORD, pad | PADDED);
             }
             if trail != 0 {
                 make_free(tail, trail);
@@ -234,56 +292,55 @@ impl<S: FreeSet> Heap<S> {
                 set_header(tail, header(tail) & !PREV_FREE);
             }
             self.in_use += take;
-            self.free -= take;
-            NonNull::new_unchecked(start.add(WORD))
+            NonNull::new_unchecked(start.add(pad + WORD))
         }
     }
 
     /// # Safety
     /// See [`crate::RegionAlloc::deallocate`].
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn deallocate(&mut self, p: NonNull<u8>) {
         // SAFETY: `p` came from `allocate`, so a header precedes it and its
         // neighbours are valid blocks of the same region.
         unsafe {
-            let b = p.as_ptr().sub(WORD);
-            let h = header(b);
+            let (b, h) = block_of(p.as_ptr());
             if h & FREE != 0 {
                 debug_assert!(false, "double free");
                 return;
             }
             let size = h & !FLAGS;
             self.in_use -= size;
-            self.free += size;
             let next = b.add(size);
             let nh = header(next);
             let mut start = b;
             let mut total = size;
-            let next_free = nh & FREE != 0;
-            if h & PREV_FREE != 0 {
-                let psize = b.sub(WORD).cast::<usize>().read();
-                start = b.sub(psize);
-                total += psize;
-                if next_free {
-                    let nsize = nh & !FLAGS;
+            if nh & FREE != 0 {
+                let nsize = nh & !FLAGS;
+                total += nsize;
+                if h & PREV_FREE != 0 {
+                    let psize = b.sub(WORD).cast::<usize>().read();
+                    start = b.sub(psize);
+                    total += psize;
                     self.set.remove(next, nsize);
-                    total += nsize;
                     self.free_blocks -= 1;
                     self.set.replace(start, psize, start, total);
                 } else {
-                    self.set.replace(start, psize, start, total);
+                    self.set.replace(next, nsize, b, total);
                 }
-            } else if next_free {
-                let nsize = nh & !FLAGS;
-                total += nsize;
-                self.set.replace(next, nsize, b, total);
+                // The block after `next` already has PREV_FREE.
             } else {
-                self.set.insert(b, total);
-                self.free_blocks += 1;
+                if h & PREV_FREE != 0 {
+                    let psize = b.sub(WORD).cast::<usize>().read();
+                    start = b.sub(psize);
+                    total += psize;
+                    self.set.replace(start, psize, start, total);
+                } else {
+                    self.set.insert(b, total);
+                    self.free_blocks += 1;
+                }
+                set_header(next, nh | PREV_FREE);
             }
             make_free(start, total);
-            let after = start.add(total);
-            set_header(after, header(after) | PREV_FREE);
         }
     }
 
@@ -292,13 +349,13 @@ impl<S: FreeSet> Heap<S> {
     /// # Safety
     /// `p` must be a live allocation of this heap.
     pub(crate) unsafe fn resize_in_place(&mut self, p: NonNull<u8>, new_size: usize) -> bool {
-        let Some(need) = block_size_for(new_size) else {
-            return false;
-        };
         // SAFETY: `p` is live, so its header and successor are valid blocks.
         unsafe {
-            let b = p.as_ptr().sub(WORD);
-            let h = header(b);
+            let (b, h) = block_of(p.as_ptr());
+            let pad = p.as_ptr() as usize - WORD - b as usize;
+            let Some(need) = block_size_for(new_size).map(|n| n + pad) else {
+                return false;
+            };
             let size = h & !FLAGS;
             let next = b.add(size);
             let nh = header(next);
@@ -323,7 +380,6 @@ impl<S: FreeSet> Heap<S> {
                 }
                 set_header(b, need | (h & PREV_FREE));
                 self.in_use -= rest;
-                self.free += rest;
                 return true;
             }
             if !next_free {
@@ -340,7 +396,6 @@ impl<S: FreeSet> Heap<S> {
                 make_free(tail, extra);
                 set_header(b, need | (h & PREV_FREE));
                 self.in_use += need - size;
-                self.free -= need - size;
             } else {
                 self.set.remove(next, nsize);
                 self.free_blocks -= 1;
@@ -348,7 +403,6 @@ impl<S: FreeSet> Heap<S> {
                 set_header(after, header(after) & !PREV_FREE);
                 set_header(b, avail | (h & PREV_FREE));
                 self.in_use += nsize;
-                self.free -= nsize;
             }
             true
         }
@@ -375,11 +429,17 @@ impl<S: FreeSet> Heap<S> {
         }
     }
 
+    /// Bytes in free blocks: everything claimed that is neither in use nor
+    /// a sentinel (derived, so the hot paths keep one byte counter, not two).
+    fn free(&self) -> usize {
+        self.claimed - self.in_use - SENTINEL * self.regions
+    }
+
     pub(crate) fn stats(&self) -> RegionStats {
         RegionStats {
             claimed: self.claimed,
             in_use: self.in_use,
-            free: self.free,
+            free: self.free(),
             largest_free: self.set.largest(),
             free_blocks: self.free_blocks,
             search_steps: self.steps,
@@ -437,7 +497,7 @@ impl<S: FreeSet> Heap<S> {
         if regions != self.regions {
             return Err("region count mismatch");
         }
-        if free_n != self.free_blocks || free_b != self.free || used_b != self.in_use {
+        if free_n != self.free_blocks || free_b != self.free() || used_b != self.in_use {
             return Err("stats counters disagree with the heap walk");
         }
         if used_b + free_b + SENTINEL * regions != self.claimed {

@@ -25,8 +25,9 @@ const SL: usize = 1 << SL_BITS;
 const G: u32 = WORD.trailing_zeros();
 /// Sizes below this use exact `WORD`-granular classes in `fl = 0`.
 const LINEAR: usize = 1 << (SL_BITS + G);
-/// Number of first-level ranges needed to cover every `usize`.
-const FL: usize = (usize::BITS - (SL_BITS + G) + 1) as usize;
+/// Number of first-level ranges: a power of two (so indexes masked with
+/// `FL - 1` need no bounds check) covering every `usize`.
+const FL: usize = usize::BITS as usize;
 
 const NEXT: usize = 1;
 const PREV: usize = 2;
@@ -36,19 +37,27 @@ pub(crate) struct Tlsf {
     fl_bitmap: usize,
     sl_bitmap: [u32; FL],
     heads: [[*mut u8; SL]; FL],
+    /// Where link writes to a null neighbour go, so list updates need no
+    /// data-dependent branch. Never read.
+    scratch: [*mut u8; 3],
 }
 
+/// Largest size the O(1) search handles; larger (absurd) requests go to the
+/// cold path. Keeps every rounded size's first level below `FL`.
+const MAX_SEARCH: usize = 1 << (usize::BITS - 2);
+
 /// The list a free block of `size` bytes belongs to (`size >= MIN_BLOCK`).
+///
+/// Branch-free: with `t = size / WORD`, sizes below `LINEAR` (`t < SL`)
+/// have `m = SL_BITS`, so `fl = 0` and `sl = t`; above, `m` is the top bit of
+/// `t` and `sl` the `SL_BITS` bits below it.
 #[inline(always)]
 fn mapping(size: usize) -> (usize, usize) {
-    if size < LINEAR {
-        (0, size >> G)
-    } else {
-        let msb = usize::BITS - 1 - size.leading_zeros();
-        let fl = msb - (SL_BITS + G) + 1;
-        let sl = (size >> (msb - SL_BITS)) & (SL - 1);
-        (fl as usize, sl)
-    }
+    let t = size >> G;
+    let m = (usize::BITS - 1 - (t | SL).leading_zeros()) as usize;
+    let fl = (m - SL_BITS as usize + (t >= SL) as usize) & (FL - 1);
+    let sl = (t >> (m - SL_BITS as usize)) & (SL - 1);
+    (fl, sl)
 }
 
 /// The smallest size whose whole list holds blocks of at least `size` bytes:
@@ -66,88 +75,140 @@ pub(crate) fn search_size(size: usize) -> Option<usize> {
 }
 
 impl Tlsf {
-    /// First block of a non-empty list at or above `(fl, sl)`.
+    /// First block of a non-empty list at or above `(fl, sl)`, and its list.
+    /// Branch-free except for the empty-heap check.
     #[inline(always)]
-    fn first_at_or_above(&self, fl: usize, sl: usize) -> Option<*mut u8> {
-        let sl_map = self.sl_bitmap[fl] & (u32::MAX << sl);
-        let (fl, sl_map) = if sl_map != 0 {
-            (fl, sl_map)
-        } else {
-            let fl_map = self.fl_bitmap & usize::MAX.checked_shl(fl as u32 + 1).unwrap_or(0);
-            if fl_map == 0 {
-                return None;
-            }
-            let fl = fl_map.trailing_zeros() as usize;
-            (fl, self.sl_bitmap[fl])
-        };
-        let sl = sl_map.trailing_zeros() as usize;
-        Some(self.heads[fl][sl])
+    fn first_at_or_above(&self, fl: usize, sl: usize) -> Option<(*mut u8, usize, usize)> {
+        let fl = fl & (FL - 1);
+        let sl_map = self.sl_bitmap[fl] & (u32::MAX << (sl & (SL - 1)));
+        // Candidate first levels: `fl` itself only if it has a fitting list.
+        let skip_own = ((sl_map == 0) as usize) << fl;
+        let fl_map = self.fl_bitmap & (usize::MAX << fl) & !skip_own;
+        if fl_map == 0 {
+            return None;
+        }
+        let fl2 = fl_map.trailing_zeros() as usize & (FL - 1);
+        let other = self.sl_bitmap[fl2];
+        let own = ((fl2 == fl) as u32).wrapping_neg();
+        let map = (sl_map & own) | (other & !own);
+        let sl2 = map.trailing_zeros() as usize & (SL - 1);
+        Some((self.heads[fl2][sl2], fl2, sl2))
     }
 
-    /// Slow fallback, only taken when the O(1) search fails: scan the list of
-    /// the request's own class for an exact fit. Keeps the heap usable to the
+    /// A pointer whose link words (`NEXT`, `PREV`) may be written when `b`
+    /// is null: `b` itself, else the scratch words.
+    #[inline(always)]
+    fn or_scratch(&mut self, b: *mut u8) -> *mut u8 {
+        let scratch = self.scratch.as_mut_ptr().cast::<u8>();
+        if b.is_null() {
+            scratch
+        } else {
+            b
+        }
+    }
+
+    /// Unlinks the head `b` of list `(fl, sl)`.
+    ///
+    /// # Safety
+    /// `b` must be the head of that list.
+    #[inline(always)]
+    unsafe fn pop(&mut self, b: *mut u8, fl: usize, sl: usize) {
+        // SAFETY: `b` is a node of ours; its `next` a node or null (then the
+        // link write goes to scratch).
+        unsafe {
+            let n = ptr(b, NEXT);
+            self.heads[fl][sl] = n;
+            let dst = self.or_scratch(n);
+            set_ptr(dst, PREV, ptr::null_mut());
+            // Branch-free bitmap update: "did the list empty?" predicts badly.
+            let empty = n.is_null() as u32;
+            self.sl_bitmap[fl] &= !(empty << sl);
+            let fl_empty = (self.sl_bitmap[fl] == 0) as usize;
+            self.fl_bitmap &= !(fl_empty << fl);
+        }
+    }
+
+    /// Slow fallback, only taken when the O(1) search fails: scan the lists
+    /// of the request's own classes for a fit. Keeps the heap usable to the
     /// last byte at the cost of one bounded-by-list-length walk before OOM.
     #[cold]
+    #[inline(never)]
     fn scan_class(&self, need: usize, align: usize, steps: &mut u64) -> Option<*mut u8> {
-        let (fl, sl) = mapping(need);
-        let mut b = self.heads[fl][sl];
-        while !b.is_null() {
-            *steps += 1;
-            // SAFETY: walking our own list nodes.
-            unsafe {
-                if fits(b, header(b) & !FLAGS, need, align) {
-                    return Some(b);
+        if need > MAX_SEARCH {
+            return None;
+        }
+        let lo = mapping(need);
+        let hi = mapping(need.saturating_add(max_lead(align)).min(MAX_SEARCH));
+        let classes = [lo, hi];
+        let n = if hi == lo { 1 } else { 2 };
+        for &(fl, sl) in &classes[..n] {
+            let mut b = self.heads[fl][sl];
+            while !b.is_null() {
+                *steps += 1;
+                // SAFETY: walking our own list nodes.
+                unsafe {
+                    if fits(b, header(b) & !FLAGS, need, align) {
+                        return Some(b);
+                    }
+                    b = ptr(b, NEXT);
                 }
-                b = ptr(b, NEXT);
             }
         }
         None
     }
 }
 
-// SAFETY: `find` only returns list nodes; the O(1) path returns blocks of at
-// least `need + worst-case alignment lead`, the fallback checks `fits`.
+// SAFETY: `find` only returns list nodes (which it removes, as
+// `FIND_REMOVES` says); the O(1) path returns blocks of at least
+// `need + max_lead(align)` bytes, the fallback checks `fits`.
 unsafe impl FreeSet for Tlsf {
+    const FIND_REMOVES: bool = true;
+
     const EMPTY: Self = Tlsf {
         fl_bitmap: 0,
         sl_bitmap: [0; FL],
         heads: [[ptr::null_mut(); SL]; FL],
+        scratch: [ptr::null_mut(); 3],
     };
 
     #[inline(always)]
     fn find(&mut self, need: usize, align: usize, steps: &mut u64) -> Option<*mut u8> {
-        let want = if align <= WORD {
-            need
-        } else {
-            need.checked_add(MIN_BLOCK + align - WORD)?
-        };
-        let found = match search_size(want) {
-            Some(s) if s <= isize::MAX as usize => {
-                let (fl, sl) = mapping(s);
-                self.first_at_or_above(fl, sl)
-            }
-            _ => None,
-        };
-        match found {
-            Some(b) => {
+        // `need` is a multiple of WORD and, for a valid Layout,
+        // `need + max_lead(align)` cannot overflow.
+        let want = need.wrapping_add(max_lead(align));
+        if want <= MAX_SEARCH {
+            // Round up to a class boundary and map, with one bit scan:
+            // `q` is the rounded size in units of the class width, in
+            // `SL..=2 * SL` (or `< SL` in the linear range).
+            let t = want >> G;
+            let m = (usize::BITS - 1 - (t | SL).leading_zeros()) as usize;
+            let shift = m - SL_BITS as usize;
+            let q = (t + (1 << shift) - 1) >> shift;
+            let fl = shift + (t >= SL) as usize + (q >> (SL_BITS + 1));
+            if let Some((b, fl, sl)) = self.first_at_or_above(fl, q & (SL - 1)) {
                 *steps += 1;
-                Some(b)
+                // SAFETY: `b` is the head of list `(fl, sl)`.
+                unsafe { self.pop(b, fl, sl) };
+                return Some(b);
             }
-            None => self.scan_class(need, align, steps),
         }
+        let b = self.scan_class(need, align, steps)?;
+        // SAFETY: `b` is a node of ours, filed under its size.
+        unsafe { self.remove(b, header(b) & !FLAGS) };
+        Some(b)
     }
 
     #[inline(always)]
     unsafe fn insert(&mut self, b: *mut u8, size: usize) {
         let (fl, sl) = mapping(size);
         let head = self.heads[fl][sl];
-        // SAFETY: `b` is a free block of ours; `head` a node or null.
+        // SAFETY: `b` is a free block of ours; `head` a node or null (then
+        // the write goes to scratch).
         unsafe {
             set_ptr(b, NEXT, head);
             set_ptr(b, PREV, ptr::null_mut());
-            if !head.is_null() {
-                set_ptr(head, PREV, b);
-            }
+            let dst = self.or_scratch(head);
+            set_ptr(dst, PREV, b);
         }
         self.heads[fl][sl] = b;
         self.fl_bitmap |= 1 << fl;
@@ -156,53 +217,29 @@ unsafe impl FreeSet for Tlsf {
 
     #[inline(always)]
     unsafe fn remove(&mut self, b: *mut u8, size: usize) {
-        let (fl, sl) = mapping(size);
-        // SAFETY: `b` is a node of list (fl, sl); its links are nodes or null.
+        // SAFETY: `b` is a node of list mapping(size); its links are nodes or
+        // null (then the write goes to scratch).
         unsafe {
             let (n, p) = (ptr(b, NEXT), ptr(b, PREV));
-            if !n.is_null() {
-                set_ptr(n, PREV, p);
-            }
             if p.is_null() {
-                self.heads[fl][sl] = n;
-                if n.is_null() {
-                    self.sl_bitmap[fl] &= !(1 << sl);
-                    if self.sl_bitmap[fl] == 0 {
-                        self.fl_bitmap &= !(1 << fl);
-                    }
-                }
-            } else {
-                set_ptr(p, NEXT, n);
+                let (fl, sl) = mapping(size);
+                self.pop(b, fl, sl);
+                return;
             }
+            set_ptr(p, NEXT, n);
+            let dst = self.or_scratch(n);
+            set_ptr(dst, PREV, p);
         }
     }
 
     #[inline(always)]
     unsafe fn replace(&mut self, old: *mut u8, old_size: usize, new: *mut u8, new_size: usize) {
+        // No address order to keep: unlink and push (LIFO) — fewer branches
+        // than relinking in place when the class is unchanged.
         // SAFETY: forwarded from the caller's contract.
         unsafe {
-            let class = mapping(new_size);
-            if mapping(old_size) != class {
-                self.remove(old, old_size);
-                self.insert(new, new_size);
-                return;
-            }
-            if old == new {
-                return; // same list, same node
-            }
-            // Same list: `new` takes `old`'s place; no bitmap changes. This
-            // is the common case when splitting a large block.
-            let (n, p) = (ptr(old, NEXT), ptr(old, PREV));
-            set_ptr(new, NEXT, n);
-            set_ptr(new, PREV, p);
-            if p.is_null() {
-                self.heads[class.0][class.1] = new;
-            } else {
-                set_ptr(p, NEXT, new);
-            }
-            if !n.is_null() {
-                set_ptr(n, PREV, new);
-            }
+            self.remove(old, old_size);
+            self.insert(new, new_size);
         }
     }
 
