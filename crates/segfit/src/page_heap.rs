@@ -31,7 +31,8 @@ pub const EXACT: usize = 128;
 /// A free run that has stayed free for `decay_ms` is released (jemalloc-style decay: memory
 /// that a steady workload frees and re-takes within the window is never given back and re-faulted,
 /// so the workload does not thrash). Independently, free-but-resident memory is capped at
-/// `max(min_retain, in-use / retain_divisor)`: past that, runs are released at once, biggest first.
+/// `max(min_retain, in-use / retain_divisor)`: past that, runs are released at once, the longest
+/// free first.
 /// The checks run from the page heap's own slow paths, at most every `scan_ms`; an optional
 /// background thread (`scavenger::start`) covers a program that goes idle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,12 +48,14 @@ pub struct ScavengePolicy {
 }
 
 impl ScavengePolicy {
-    /// The default: 1 s decay, scans at most every 100 ms, retain max(8 MiB, 25% of in use).
+    /// The default: 1 s decay, scans at most every 100 ms, retain at most max(64 MiB, in use).
+    /// (A cap of max(8 MiB, 25%) made a workload that cycles 64 KiB–16 MiB blocks 40x slower:
+    /// 546 `madvise` calls and re-faulted pages; with this cap it makes 20, BENCHMARKS.md.)
     pub const DEFAULT: ScavengePolicy = ScavengePolicy {
         decay_ms: 1000,
         scan_ms: 100,
-        min_retain: 8 << 20,
-        retain_divisor: 4,
+        min_retain: 32 << 20,
+        retain_divisor: 2,
     };
 }
 
@@ -662,6 +665,30 @@ impl PageHeap {
         bytes
     }
 
+    /// The free run with resident pages that was freed longest ago, or null.
+    fn oldest_dirty(&self) -> *mut Span {
+        let mut best: *mut Span = ptr::null_mut();
+        let mut best_at = u64::MAX;
+        for list in 0..=EXACT {
+            let mut s = if list == EXACT {
+                self.big.head
+            } else {
+                self.exact[list].head
+            };
+            while !s.is_null() {
+                // SAFETY: spans on the free lists are valid.
+                unsafe {
+                    if (*s).dirty > 0 && (*s).freed_at < best_at {
+                        best = s;
+                        best_at = (*s).freed_at;
+                    }
+                    s = (*s).next;
+                }
+            }
+        }
+        best
+    }
+
     /// Bytes of free runs that may still be resident.
     pub fn resident_free_bytes(&self) -> usize {
         self.counters.dirty_pages * PAGE_SIZE
@@ -693,8 +720,15 @@ impl PageHeap {
         let decay = self.policy.decay_ms;
         let mut bytes = self.release(|s| now.saturating_sub(s.freed_at) >= decay, 0);
         let limit = self.retain_limit();
-        if self.resident_free_bytes() > limit {
-            bytes += self.release(|_| true, limit);
+        while self.resident_free_bytes() > limit {
+            // Over the cap: release the run that has been free longest (the least likely to be
+            // taken again soon), one at a time.
+            let oldest = self.oldest_dirty();
+            if oldest.is_null() {
+                break;
+            }
+            // SAFETY: a free run on a list.
+            bytes += unsafe { self.purge_run(oldest) };
         }
         if bytes > 0 {
             self.counters.scavenges += 1;
