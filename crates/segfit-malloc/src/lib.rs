@@ -232,7 +232,7 @@ pub unsafe extern "C" fn posix_memalign(
     size: usize,
 ) -> c_int {
     let word = core::mem::size_of::<*mut c_void>();
-    if align % word != 0 || !(align / word).is_power_of_two() {
+    if align & (word - 1) != 0 || !(align / word).is_power_of_two() {
         return libc::EINVAL;
     }
     let e = Errno::save();

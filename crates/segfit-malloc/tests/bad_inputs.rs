@@ -20,28 +20,112 @@ use Want::*;
 const CASES: &[(u32, u32, Want)] = &[
     (1, 1, Abort("free", "double free")),
     (2, 2, Abort("free", "double free")),
-    (3, 3, Abort("free", "invalid pointer (double free or never allocated)")),
-    (103, 3, Abort("free", "invalid pointer (not allocated by segfit)")),
+    (
+        3,
+        3,
+        Abort("free", "invalid pointer (double free or never allocated)"),
+    ),
+    (
+        103,
+        3,
+        Abort("free", "invalid pointer (not allocated by segfit)"),
+    ),
     (5, 5, Abort("free", "double free")),
     (105, 5, Exit0),
     (6, 6, Abort("free", "invalid pointer (unaligned)")),
-    (7, 7, Abort("free", "invalid pointer (interior or out of range)")),
-    (8, 8, Abort("free", "invalid pointer (interior of a large block)")),
-    (9, 9, Abort("free", "invalid pointer (not allocated by segfit)")),
-    (109, 9, Abort("free", "invalid pointer (not allocated by segfit)")),
-    (10, 10, Abort("free", "invalid pointer (not allocated by segfit)")),
-    (11, 11, Abort("free", "invalid pointer (not allocated by segfit)")),
-    (111, 11, Abort("free", "invalid pointer (not allocated by segfit)")),
-    (211, 11, Abort("free", "invalid pointer (not allocated by segfit)")),
-    (12, 12, Abort("realloc", "invalid pointer (not allocated by segfit)")),
+    (
+        7,
+        7,
+        Abort("free", "invalid pointer (interior or out of range)"),
+    ),
+    (
+        8,
+        8,
+        Abort("free", "invalid pointer (interior of a large block)"),
+    ),
+    (
+        9,
+        9,
+        Abort("free", "invalid pointer (not allocated by segfit)"),
+    ),
+    (
+        109,
+        9,
+        Abort("free", "invalid pointer (not allocated by segfit)"),
+    ),
+    (
+        10,
+        10,
+        Abort("free", "invalid pointer (not allocated by segfit)"),
+    ),
+    (
+        11,
+        11,
+        Abort("free", "invalid pointer (not allocated by segfit)"),
+    ),
+    (
+        111,
+        11,
+        Abort("free", "invalid pointer (not allocated by segfit)"),
+    ),
+    (
+        211,
+        11,
+        Abort("free", "invalid pointer (not allocated by segfit)"),
+    ),
+    (
+        12,
+        12,
+        Abort("realloc", "invalid pointer (not allocated by segfit)"),
+    ),
     (112, 12, Abort("realloc", "invalid pointer (already freed)")),
-    (13, 13, Abort("malloc_usable_size", "invalid pointer (already freed)")),
-    (113, 13, Abort("malloc_usable_size", "invalid pointer (interior or out of range)")),
-    (213, 13, Abort("malloc_usable_size", "invalid pointer (unaligned)")),
-    (313, 13, Abort("malloc_usable_size", "invalid pointer (not allocated by segfit)")),
-    (21, 21, Abort("free_aligned_sized", "alignment mismatch (sized deallocation with the wrong alignment)")),
-    (121, 21, Abort("free_aligned_sized", "alignment mismatch (sized deallocation with the wrong alignment)")),
-    (38, 38, Abort("free", "invalid pointer (not allocated by segfit)")),
+    (
+        13,
+        13,
+        Abort("malloc_usable_size", "invalid pointer (already freed)"),
+    ),
+    (
+        113,
+        13,
+        Abort(
+            "malloc_usable_size",
+            "invalid pointer (interior or out of range)",
+        ),
+    ),
+    (
+        213,
+        13,
+        Abort("malloc_usable_size", "invalid pointer (unaligned)"),
+    ),
+    (
+        313,
+        13,
+        Abort(
+            "malloc_usable_size",
+            "invalid pointer (not allocated by segfit)",
+        ),
+    ),
+    (
+        21,
+        21,
+        Abort(
+            "free_aligned_sized",
+            "alignment mismatch (sized deallocation with the wrong alignment)",
+        ),
+    ),
+    (
+        121,
+        21,
+        Abort(
+            "free_aligned_sized",
+            "alignment mismatch (sized deallocation with the wrong alignment)",
+        ),
+    ),
+    (
+        38,
+        38,
+        Abort("free", "invalid pointer (not allocated by segfit)"),
+    ),
 ];
 
 #[test]
@@ -58,7 +142,10 @@ fn bad_inputs_abort_with_one_line() {
         let ok = match want {
             Exit0 => o.status.success(),
             Abort(op, what) => {
-                let ptr = stdout.lines().find_map(|l| l.strip_prefix("ptr=")).unwrap_or("?");
+                let ptr = stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix("ptr="))
+                    .unwrap_or("?");
                 let expect = format!("segfit: fatal: {op}(): {what} ptr={ptr}\n");
                 o.status.signal() == Some(libc_sigabrt()) && stderr == expect
             }
@@ -66,10 +153,18 @@ fn bad_inputs_abort_with_one_line() {
         if ok {
             passed.insert(*number);
         } else {
-            failed.push(format!("case {case} (bad input {number}): {:?}\nstdout: {stdout}stderr: {stderr}", o.status));
+            failed.push(format!(
+                "case {case} (bad input {number}): {:?}\nstdout: {stdout}stderr: {stderr}",
+                o.status
+            ));
         }
     }
-    eprintln!("bad inputs: {} cases, contract inputs passed: {} {:?}", CASES.len(), passed.len(), passed);
+    eprintln!(
+        "bad inputs: {} cases, contract inputs passed: {} {:?}",
+        CASES.len(),
+        passed.len(),
+        passed
+    );
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 

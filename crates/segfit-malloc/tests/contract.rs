@@ -11,7 +11,11 @@ use std::time::Duration;
 #[test]
 fn contract_statements() {
     let exe = compile("contract.c", "contract", &link_segfit());
-    let list = Command::new(&exe).arg("--list").env("LD_PRELOAD", lib()).output().unwrap();
+    let list = Command::new(&exe)
+        .arg("--list")
+        .env("LD_PRELOAD", lib())
+        .output()
+        .unwrap();
     let list = String::from_utf8(list.stdout).unwrap();
     let mut failed = Vec::new();
     let mut covered = BTreeSet::new();
@@ -23,15 +27,24 @@ fn contract_statements() {
         let mut cmd = preloaded(Command::new(&exe));
         cmd.arg(name);
         let o = run_with_timeout(cmd, Duration::from_secs(120));
-        let ok = o.status.success() && String::from_utf8_lossy(&o.stdout).contains(&format!("PASS {name}"));
+        let ok = o.status.success()
+            && String::from_utf8_lossy(&o.stdout).contains(&format!("PASS {name}"));
         cases += 1;
         if ok {
             covered.extend(stmts);
         } else {
-            failed.push(format!("{name}: {:?}\n{}", o.status, String::from_utf8_lossy(&o.stderr)));
+            failed.push(format!(
+                "{name}: {:?}\n{}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr)
+            ));
         }
     }
-    eprintln!("contract: {cases} cases; statements passed: {} {:?}", covered.len(), covered);
+    eprintln!(
+        "contract: {cases} cases; statements passed: {} {:?}",
+        covered.len(),
+        covered
+    );
     assert!(failed.is_empty(), "failed cases:\n{}", failed.join("\n"));
 }
 
@@ -42,13 +55,35 @@ fn exports_the_allocation_functions() {
         eprintln!("skipped: nm (binutils) not installed");
         return;
     }
-    let o = Command::new("nm").args(["-D", "--defined-only"]).arg(lib()).output().unwrap();
+    let o = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(lib())
+        .output()
+        .unwrap();
     let syms = String::from_utf8(o.stdout).unwrap();
-    let defined: BTreeSet<&str> = syms.lines().filter_map(|l| l.split_whitespace().nth(2)).collect();
+    let defined: BTreeSet<&str> = syms
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
     for s in [
-        "malloc", "free", "calloc", "realloc", "aligned_alloc", "posix_memalign", "memalign", "valloc", "pvalloc",
-        "malloc_usable_size", "reallocarray", "free_sized", "free_aligned_sized", "cfree", "malloc_trim",
-        "segfit_collect", "segfit_stats_print", "segfit_stats_print_fd",
+        "malloc",
+        "free",
+        "calloc",
+        "realloc",
+        "aligned_alloc",
+        "posix_memalign",
+        "memalign",
+        "valloc",
+        "pvalloc",
+        "malloc_usable_size",
+        "reallocarray",
+        "free_sized",
+        "free_aligned_sized",
+        "cfree",
+        "malloc_trim",
+        "segfit_collect",
+        "segfit_stats_print",
+        "segfit_stats_print_fd",
     ] {
         assert!(defined.contains(s), "{s} not exported: {defined:?}");
     }
@@ -61,7 +96,11 @@ fn initial_exec_tls_marks_static_tls() {
         eprintln!("skipped: readelf (binutils) not installed");
         return;
     }
-    let o = Command::new("readelf").arg("-d").arg(lib()).output().unwrap();
+    let o = Command::new("readelf")
+        .arg("-d")
+        .arg(lib())
+        .output()
+        .unwrap();
     let dynamic = String::from_utf8(o.stdout).unwrap();
     assert!(dynamic.contains("STATIC_TLS"), "{dynamic}");
 }

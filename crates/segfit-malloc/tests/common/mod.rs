@@ -14,7 +14,11 @@ use std::time::{Duration, Instant};
 
 /// Directory of the test executable (`target/<profile>/deps`).
 pub fn deps_dir() -> PathBuf {
-    std::env::current_exe().unwrap().parent().unwrap().to_path_buf()
+    std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The `libsegfit.so` under test.
@@ -23,7 +27,11 @@ pub fn lib() -> PathBuf {
         return PathBuf::from(p);
     }
     let p = deps_dir().join("libsegfit.so");
-    assert!(p.exists(), "{} not found: run through `cargo test -p segfit-malloc`", p.display());
+    assert!(
+        p.exists(),
+        "{} not found: run through `cargo test -p segfit-malloc`",
+        p.display()
+    );
     p
 }
 
@@ -41,7 +49,9 @@ pub fn out_dir() -> PathBuf {
 }
 
 pub fn src(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/c")
+        .join(name)
 }
 
 /// Whether `prog` can be run (found on PATH).
@@ -65,15 +75,24 @@ pub fn compile<S: AsRef<std::ffi::OsStr>>(source: &str, out: &str, extra: &[S]) 
     };
     let exe = out_dir().join(out);
     let mut cmd = Command::new(&compiler);
-    cmd.args(["-O1", "-g", "-pthread", "-fno-builtin", "-fno-allocation-dce", "-w"])
-        .arg("-o")
-        .arg(&exe)
-        .arg(src(source))
-        .args(extra);
+    cmd.args([
+        "-O1",
+        "-g",
+        "-pthread",
+        "-fno-builtin",
+        "-fno-allocation-dce",
+        "-w",
+    ])
+    .arg("-o")
+    .arg(&exe)
+    .arg(src(source))
+    .args(extra);
     if cxx {
         cmd.arg("-std=c++17");
     }
-    let o = cmd.output().unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
+    let o = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
     assert!(
         o.status.success(),
         "{compiler} {source} failed:\n{}",
@@ -85,12 +104,19 @@ pub fn compile<S: AsRef<std::ffi::OsStr>>(source: &str, out: &str, extra: &[S]) 
 /// Link arguments for `-L<dir> -lsegfit` with an rpath, against the library under test.
 pub fn link_segfit() -> Vec<String> {
     let d = lib().parent().unwrap().display().to_string();
-    vec![format!("-L{d}"), "-lsegfit".into(), format!("-Wl,-rpath,{d}"), "-ldl".into()]
+    vec![
+        format!("-L{d}"),
+        "-lsegfit".into(),
+        format!("-Wl,-rpath,{d}"),
+        "-ldl".into(),
+    ]
 }
 
 /// Runs `cmd` to completion (killing it after `limit`), returning its output.
 pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
     let out = child.stdout.take().unwrap();
     let err = child.stderr.take().unwrap();
@@ -109,7 +135,11 @@ pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    Output { status, stdout: t_out.join().unwrap(), stderr: t_err.join().unwrap() }
+    Output {
+        status,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
 }
 
 fn read_all(mut r: impl std::io::Read) -> Vec<u8> {
