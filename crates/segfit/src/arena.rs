@@ -164,3 +164,49 @@ pub unsafe fn set_huge(base: usize, len: usize, h: *mut Huge) {
         HUGES[i].store(h, Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PAGE_SIZE;
+
+    #[test]
+    fn every_page_of_a_registered_arena_maps_through_the_table() {
+        let a = new_arena();
+        assert!(!a.is_null());
+        // SAFETY: a fresh arena; no page heap uses it, so this test owns its page map.
+        let base = unsafe { (*a).base };
+        assert_eq!(base % ARENA_SIZE, 0, "arenas are aligned to their size");
+        assert_eq!(arena_of(base), a);
+        assert_eq!(arena_of(base + ARENA_SIZE - 1), a);
+        assert!(
+            span_of(base + 5 * PAGE_SIZE).is_null(),
+            "unmapped pages have no span"
+        );
+        let fake = 0x1000 as *mut Span;
+        // SAFETY: the pages lie in this arena; the entry is only compared, never dereferenced.
+        unsafe { set_pages(base + 5 * PAGE_SIZE, 3, fake) };
+        assert_eq!(span_of(base + 5 * PAGE_SIZE), fake);
+        assert_eq!(
+            span_of(base + 8 * PAGE_SIZE - 1),
+            fake,
+            "last byte of the third page"
+        );
+        assert!(span_of(base + 8 * PAGE_SIZE).is_null());
+        assert!(span_of(base + 5 * PAGE_SIZE - 1).is_null());
+        // SAFETY: as above.
+        unsafe { set_pages(base + 5 * PAGE_SIZE, 3, ptr::null_mut()) };
+        // SAFETY: committing the first chunk of our own arena.
+        assert!(unsafe { commit_prefix(a, 1) });
+        // SAFETY: the arena is live.
+        assert_eq!(unsafe { (*a).committed }, COMMIT_CHUNK);
+    }
+
+    #[test]
+    fn addresses_outside_every_arena_map_to_nothing() {
+        assert!(arena_of(0).is_null());
+        assert!(span_of(0xdead_beef).is_null());
+        assert!(span_of(usize::MAX).is_null(), "beyond the 47-bit table");
+        assert!(huge_of(1 << 60).is_null());
+    }
+}

@@ -158,4 +158,5 @@ pub fn fork_child() {
     }
     cache::REGISTRY_LOCK.reset();
     cache::after_fork_child();
+    scavenger::after_fork_child();
 }

@@ -48,6 +48,11 @@ pub fn start(period_ms: u64) -> bool {
     ok
 }
 
+/// In a forked child the scavenger thread did not survive: allow starting a new one.
+pub(crate) fn after_fork_child() {
+    RUNNING.store(false, Ordering::Release);
+}
+
 /// Whether the background scavenger runs.
 pub fn running() -> bool {
     RUNNING.load(Ordering::Acquire)
