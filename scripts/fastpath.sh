@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-20000}
 cargo build --release -q -p segfit --example fastpath
-bin=target/release/examples/fastpath
+bin=${CARGO_TARGET_DIR:-target}/release/examples/fastpath
 ops=$((rounds * 64))
 printf '%-20s %12s %10s\n' function instructions per-op
 for f in rust_alloc_const rust_dealloc_const c_malloc c_free; do
