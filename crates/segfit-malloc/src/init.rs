@@ -1,28 +1,21 @@
 //! Process-wide setup of the C library, done once, lazily, on the first allocation that reaches a
 //! slow path (every process's first allocation does: all thread caches start empty).
 //!
-//! What it does: the core's `global_init`, `SEGFIT_TRACE=os` (OS-call trace), the
-//! `pthread_atfork` handlers, and `SEGFIT_SHOW_STATS=1` (statistics at exit via `atexit`).
+//! What it does: the core's `global_init` (which also installs the fork handlers),
+//! `SEGFIT_TRACE=os` (OS-call trace), and `SEGFIT_SHOW_STATS=1` (statistics at exit via `atexit`).
 //!
 //! Invariants: `STATE` goes 0 → 1 (one thread is setting up) → 2 (done) and never back. Setup
-//! runs at most once. `pthread_atfork` and `atexit` may themselves call `malloc`: such a nested
+//! runs at most once. `atexit` may itself call `malloc`: such a nested
 //! call (or any call from another thread meanwhile) sees `STATE != 0` and simply allocates
 //! without waiting, so setup never recurses and never blocks. Environment variables are read with
 //! libc `getenv`, which does not allocate. Called by the entry points in `lib.rs`.
 
 use core::ffi::{c_char, CStr};
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
 static STATE: AtomicU8 = AtomicU8::new(0);
-/// Set by the prepare handler when it skipped locking (single-threaded process).
-static FORK_SKIPPED: AtomicBool = AtomicBool::new(false);
 /// Where the `SEGFIT_SHOW_STATS` exit report goes.
 static STATS_FD: AtomicI32 = AtomicI32::new(2);
-
-extern "C" {
-    /// glibc (2.32+): non-zero while the process has never created a thread.
-    static __libc_single_threaded: c_char;
-}
 
 /// Makes sure process setup has run (or is running). Cheap after the first call.
 #[inline(always)]
@@ -45,9 +38,6 @@ fn setup() {
     if env_is(c"SEGFIT_TRACE", b"os") {
         segfit_core::os::set_trace(true);
     }
-    // SAFETY: the three handlers have the C ABI and take no arguments; registering may allocate,
-    // which is served without re-entering this function (STATE is 1).
-    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
     if env_is(c"SEGFIT_SHOW_STATS", b"1") {
         // Some programs close stderr in their own exit handlers (coreutils' close_stdout runs
         // before ours): print to a private duplicate taken now, if one can be had.
@@ -131,35 +121,20 @@ fn proc_environ_is(name: &[u8], want: &[u8]) -> bool {
     found
 }
 
-fn single_threaded() -> bool {
-    // SAFETY: a byte-sized variable glibc exports for exactly this kind of read.
-    unsafe { core::ptr::read_volatile(&raw const __libc_single_threaded) != 0 }
-}
-
-/// Before `fork()`: take every allocator lock, unless the process is single-threaded (then no
-/// other thread can hold one, and skipping keeps `fork()` from a signal handler that interrupted
-/// `malloc` from deadlocking, as glibc does).
-extern "C" fn prepare() {
-    if single_threaded() {
-        FORK_SKIPPED.store(true, Ordering::Relaxed);
-        return;
-    }
-    FORK_SKIPPED.store(false, Ordering::Relaxed);
-    segfit_core::fork_prepare();
-}
-
-extern "C" fn parent() {
-    if !FORK_SKIPPED.load(Ordering::Relaxed) {
-        segfit_core::fork_parent();
-    }
-}
-
-extern "C" fn child() {
-    if !FORK_SKIPPED.load(Ordering::Relaxed) {
-        segfit_core::fork_child();
-    }
-}
-
 extern "C" fn show_stats_at_exit() {
     crate::report::print_fd(STATS_FD.load(Ordering::Relaxed));
 }
+
+/// `SEGFIT_SCAVENGER=1`: start the background scavenger (free pages go back to the OS within
+/// about a second of going idle even if the program stops calling the allocator). Creating a
+/// thread allocates, so this runs as a library constructor, after libc is initialised, and never
+/// from inside `malloc`.
+extern "C" fn start_scavenger_if_asked() {
+    if env_is(c"SEGFIT_SCAVENGER", b"1") {
+        segfit_core::scavenger::start(250);
+    }
+}
+
+#[used]
+#[link_section = ".init_array"]
+static START_SCAVENGER: extern "C" fn() = start_scavenger_if_asked;

@@ -148,10 +148,13 @@ pub unsafe extern "C" fn cfree(p: *mut c_void) {
     unsafe { free(p) }
 }
 
-/// C23 `free_sized`: frees `p`, which was allocated with `size` bytes (the pointer is validated
-/// like `free`'s).
+/// C23 `free_sized`: frees `p`, which was allocated with `size` bytes. The pointer is validated
+/// like `free`'s, and a `size` that does not match the block aborts with one line.
 #[no_mangle]
-pub unsafe extern "C" fn free_sized(p: *mut c_void, _size: usize) {
+pub unsafe extern "C" fn free_sized(p: *mut c_void, size: usize) {
+    if !p.is_null() {
+        core_alloc::check_sized(p.cast(), size, MIN_ALIGN, "free_sized");
+    }
     // SAFETY: as `free`.
     unsafe { free(p) }
 }
@@ -159,13 +162,16 @@ pub unsafe extern "C" fn free_sized(p: *mut c_void, _size: usize) {
 /// C23 `free_aligned_sized`: frees `p`, allocated at `align` with `size` bytes. A pointer that
 /// is not aligned to `align` (or an `align` that is not a power of two) aborts with one line.
 #[no_mangle]
-pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, align: usize, _size: usize) {
+pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
     if !p.is_null() && (!align.is_power_of_two() || (p as usize) & (align - 1) != 0) {
         segfit_core::fatal::fatal(
             "free_aligned_sized",
             "alignment mismatch (sized deallocation with the wrong alignment)",
             p as usize,
         );
+    }
+    if !p.is_null() {
+        core_alloc::check_sized(p.cast(), size, align, "free_aligned_sized");
     }
     // SAFETY: as `free`.
     unsafe { free(p) }

@@ -106,6 +106,30 @@ const CASES: &[(u32, u32, Want)] = &[
         ),
     ),
     (
+        20,
+        20,
+        Abort(
+            "free_sized",
+            "size mismatch (sized deallocation with the wrong size or alignment)",
+        ),
+    ),
+    (
+        120,
+        20,
+        Abort(
+            "free_sized",
+            "size mismatch (sized deallocation with the wrong size or alignment)",
+        ),
+    ),
+    (
+        221,
+        21,
+        Abort(
+            "free_aligned_sized",
+            "size mismatch (sized deallocation with the wrong size or alignment)",
+        ),
+    ),
+    (
         21,
         21,
         Abort(

@@ -101,15 +101,18 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
         }
     }
     #[cfg(feature = "checked-dealloc")]
-    check_sized(p, size, align);
+    check_sized(p, size, align, "dealloc");
     // SAFETY: forwarded caller contract.
     unsafe { free(p) }
 }
 
-#[cfg(feature = "checked-dealloc")]
+/// Aborts (naming `op`) unless `p` is a live block whose allocation asked for `size` bytes at
+/// alignment `align`, as far as segfit can tell: for a small block, `size` and `align` must map to
+/// its size class; for large and huge blocks, `size` must be the size asked for. Used by
+/// `free_sized`/`free_aligned_sized` (C23) and, with `checked-dealloc`, by Rust's `dealloc`.
 #[inline(never)]
-fn check_sized(p: *mut u8, size: usize, align: usize) {
-    let ok = match classify(p, "dealloc") {
+pub fn check_sized(p: *mut u8, size: usize, align: usize, op: &str) {
+    let ok = match classify(p, op) {
         Block::Small { class, .. } => small_class(size, align) == Some(class),
         Block::Large { span } => {
             // SAFETY: classify returned a live large span.
@@ -120,8 +123,8 @@ fn check_sized(p: *mut u8, size: usize, align: usize) {
     };
     if !ok {
         fatal(
-            "dealloc",
-            "size mismatch (sized deallocation with the wrong layout)",
+            op,
+            "size mismatch (sized deallocation with the wrong size or alignment)",
             p as usize,
         );
     }

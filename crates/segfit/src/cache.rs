@@ -153,7 +153,8 @@ pub fn free_key() -> usize {
     FREE_KEY.load(Ordering::Relaxed)
 }
 
-/// One-time process setup: the free key and the pthread key whose destructor flushes caches.
+/// One-time process setup: the free key, the pthread key whose destructor flushes caches, and the
+/// fork handlers.
 /// Safe to call from any thread, any number of times; allocates nothing.
 pub fn global_init() {
     if INIT.load(Ordering::Acquire) == 2 {
@@ -184,6 +185,8 @@ pub fn global_init() {
             PTHREAD_KEY.store(k as usize, Ordering::Relaxed);
         }
         INIT.store(2, Ordering::Release);
+        // After INIT is 2: registering may allocate, which must find setup done.
+        crate::fork::install();
     } else {
         while INIT.load(Ordering::Acquire) != 2 {
             core::hint::spin_loop();

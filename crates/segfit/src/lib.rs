@@ -80,6 +80,7 @@ pub mod cache;
 pub mod central;
 pub mod config;
 pub mod fatal;
+mod fork;
 pub mod lock;
 pub mod meta;
 pub mod os;
@@ -131,7 +132,8 @@ unsafe impl GlobalAlloc for SegFit {
     }
 }
 
-/// Fork support: call before `fork()` (takes every allocator lock in a fixed order).
+/// Fork support: takes every allocator lock in a fixed order. Installed with `pthread_atfork`
+/// automatically at the first allocation; call it yourself only around a raw `fork` syscall.
 pub fn fork_prepare() {
     cache::REGISTRY_LOCK.lock();
     for c in central::CENTRAL.iter().skip(1) {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 void free_aligned_sized(void *, size_t, size_t);
+void free_sized(void *, size_t);
 
 static void say(void *p) { printf("ptr=%p\n", p); fflush(stdout); }
 static void *volatile keep;
@@ -56,6 +57,9 @@ int main(int argc, char **argv) {
     case 113: p = malloc(64); say(p + 16); (void)malloc_usable_size(p + 16); break;
     case 213: p = malloc(64); say(p + 3); (void)malloc_usable_size(p + 3); break;
     case 313: say((void *)0x10000); (void)malloc_usable_size((void *)0x10000); break;
+    case 20: p = malloc(100); say(p); free_sized(p, 1000); break;             /* wrong size, small */
+    case 120: p = malloc(100000); say(p); free_sized(p, 90000); break;       /* wrong size, large */
+    case 221: p = aligned_alloc(64, 100); say(p); free_aligned_sized(p, 64, 5000); break;
     case 21: p = aligned_alloc(64, 100); say(p + 16); free_aligned_sized(p + 16, 64, 100); break;
     case 121: p = malloc(48); if (((uintptr_t)p & 4095) == 0) p = malloc(48); say(p); free_aligned_sized(p, 4096, 48); break;
     case 38: { /* a block from glibc's own allocator */
