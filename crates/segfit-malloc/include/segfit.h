@@ -7,7 +7,10 @@
  *
  * Environment (read once, at the first allocation):
  *   SEGFIT_SHOW_STATS=1   print statistics to stderr at exit
+ *   SEGFIT_SHOW_STATS=json  the same as one JSON object
  *   SEGFIT_TRACE=os       print one line per OS call segfit makes (mmap, munmap, madvise, ...)
+ *   SEGFIT_SCAVENGER=1    start a background thread that gives free pages back to the OS within
+ *                         about a second of going idle (read when the library is loaded)
  */
 #ifndef SEGFIT_H
 #define SEGFIT_H
@@ -30,8 +33,17 @@ void segfit_stats_print_fd(int fd);
 /* Flushes stream f (NULL: stderr) and writes the statistics to its file descriptor. */
 void segfit_stats_print(FILE *f);
 
-/* C23, declared here for C libraries that do not declare them yet. free_aligned_sized aborts
- * (one line on stderr) if ptr is not aligned to alignment. */
+/* Writes the statistics (Go MemStats-like: heap_alloc, heap_inuse, heap_idle, heap_released,
+ * heap_sys, mallocs, frees, total_alloc, os calls by reason, by_size, ...) as one JSON object
+ * and a newline to fd. Allocates nothing. */
+void segfit_stats_json_fd(int fd);
+
+/* Writes a heap map: every span (free run, small-object span, large block) of every arena and
+ * every huge block, as a JSON array, to fd. Allocates nothing. */
+void segfit_heap_json_fd(int fd);
+
+/* C23, declared here for C libraries that do not declare them yet. Both abort (one line on
+ * stderr) if size (or alignment) does not match the block's allocation. */
 void free_sized(void *ptr, size_t size);
 void free_aligned_sized(void *ptr, size_t alignment, size_t size);
 

@@ -11,11 +11,13 @@
 //! libc `getenv`, which does not allocate. Called by the entry points in `lib.rs`.
 
 use core::ffi::{c_char, CStr};
-use core::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 
 static STATE: AtomicU8 = AtomicU8::new(0);
 /// Where the `SEGFIT_SHOW_STATS` exit report goes.
 static STATS_FD: AtomicI32 = AtomicI32::new(2);
+/// `SEGFIT_SHOW_STATS=json`: the exit report as one JSON object.
+static STATS_JSON: AtomicBool = AtomicBool::new(false);
 
 /// Makes sure process setup has run (or is running). Cheap after the first call.
 #[inline(always)]
@@ -38,7 +40,9 @@ fn setup() {
     if env_is(c"SEGFIT_TRACE", b"os") {
         segfit_core::os::set_trace(true);
     }
-    if env_is(c"SEGFIT_SHOW_STATS", b"1") {
+    let json = env_is(c"SEGFIT_SHOW_STATS", b"json");
+    if json || env_is(c"SEGFIT_SHOW_STATS", b"1") {
+        STATS_JSON.store(json, Ordering::Relaxed);
         // Some programs close stderr in their own exit handlers (coreutils' close_stdout runs
         // before ours): print to a private duplicate taken now, if one can be had.
         // SAFETY: fcntl(F_DUPFD_CLOEXEC) on fd 2 has no memory effects.
@@ -122,7 +126,12 @@ fn proc_environ_is(name: &[u8], want: &[u8]) -> bool {
 }
 
 extern "C" fn show_stats_at_exit() {
-    crate::report::print_fd(STATS_FD.load(Ordering::Relaxed));
+    let fd = STATS_FD.load(Ordering::Relaxed);
+    if STATS_JSON.load(Ordering::Relaxed) {
+        crate::segfit_stats_json_fd(fd);
+    } else {
+        crate::report::print_fd(fd);
+    }
 }
 
 /// `SEGFIT_SCAVENGER=1`: start the background scavenger (free pages go back to the OS within

@@ -326,6 +326,30 @@ pub extern "C" fn segfit_stats_print_fd(fd: c_int) {
     e.restore();
 }
 
+/// segfit: writes the statistics as one JSON object (and a newline) to file descriptor `fd`.
+/// Allocates nothing.
+#[no_mangle]
+pub extern "C" fn segfit_stats_json_fd(fd: c_int) {
+    let e = Errno::save();
+    let mut w = segfit_core::fatal::FdWriter::new(fd);
+    let _ = segfit_core::stats().write_json(&mut w);
+    let _ = core::fmt::Write::write_str(&mut w, "\n");
+    w.flush();
+    e.restore();
+}
+
+/// segfit: writes a heap map — every span of every arena and every huge block, as a JSON array
+/// (see the core's `snapshot` module) — to file descriptor `fd`. Allocates nothing.
+#[no_mangle]
+pub extern "C" fn segfit_heap_json_fd(fd: c_int) {
+    let e = Errno::save();
+    let mut w = segfit_core::fatal::FdWriter::new(fd);
+    let _ = segfit_core::snapshot::stream_json(&mut w);
+    let _ = core::fmt::Write::write_str(&mut w, "\n");
+    w.flush();
+    e.restore();
+}
+
 /// segfit: flushes `f` and writes statistics to its file descriptor (NULL means stderr).
 /// Allocates nothing beyond what `fflush` may.
 #[no_mangle]

@@ -63,6 +63,19 @@ pub struct SpanInfo {
 /// `buf.len()` were written: retry with a bigger buffer.
 pub fn snapshot(buf: &mut [SpanInfo]) -> usize {
     let mut n = 0;
+    for_each(|info| {
+        if let Some(slot) = buf.get_mut(n) {
+            *slot = *info;
+        }
+        n += 1;
+    });
+    n
+}
+
+/// Calls `f` on every span, in the order of [`snapshot`], with the page heap locked: `f` must not
+/// allocate (through segfit) or call into segfit. Writing to a file descriptor is fine; this is
+/// how the C library streams a heap map without a buffer.
+pub fn for_each(mut f: impl FnMut(&SpanInfo)) {
     page_heap::with(|h| {
         h.for_each_span(|item| {
             let info = match item {
@@ -107,13 +120,9 @@ pub fn snapshot(buf: &mut [SpanInfo]) -> usize {
                     ..SpanInfo::default()
                 },
             };
-            if let Some(slot) = buf.get_mut(n) {
-                *slot = info;
-            }
-            n += 1;
+            f(&info);
         })
     });
-    n
 }
 
 /// The snapshot as a vector (allocates, outside the heap lock).
@@ -136,7 +145,33 @@ pub fn write_json(spans: &[SpanInfo], w: &mut impl core::fmt::Write) -> core::fm
         if i > 0 {
             write!(w, ",\n ")?;
         }
-        write!(
+        write_span_json(s, w)?;
+    }
+    write!(w, "]")
+}
+
+/// Writes the whole heap as a JSON array straight to `w` while walking it (no buffer; `w` must
+/// not allocate through segfit, e.g. [`crate::fatal::FdWriter`]).
+pub fn stream_json(w: &mut impl core::fmt::Write) -> core::fmt::Result {
+    let mut r = write!(w, "[");
+    let mut first = true;
+    for_each(|s| {
+        if r.is_ok() {
+            if !first {
+                r = write!(w, ",\n ");
+            }
+            first = false;
+            if r.is_ok() {
+                r = write_span_json(s, w);
+            }
+        }
+    });
+    r?;
+    write!(w, "]")
+}
+
+fn write_span_json(s: &SpanInfo, w: &mut impl core::fmt::Write) -> core::fmt::Result {
+    write!(
             w,
             "{{\"start\":\"{:#x}\",\"bytes\":{},\"kind\":\"{}\",\"object_size\":{},\"objects\":{},\"in_use\":{},\"requested\":{},\"committed\":{},\"resident_free\":{}}}",
             s.start,
@@ -148,7 +183,5 @@ pub fn write_json(spans: &[SpanInfo], w: &mut impl core::fmt::Write) -> core::fm
             s.requested,
             s.committed,
             s.resident_free
-        )?;
-    }
-    write!(w, "]")
+        )
 }
