@@ -54,8 +54,8 @@ impl ScavengePolicy {
     pub const DEFAULT: ScavengePolicy = ScavengePolicy {
         decay_ms: 1000,
         scan_ms: 100,
-        min_retain: 32 << 20,
-        retain_divisor: 2,
+        min_retain: 64 << 20,
+        retain_divisor: 1,
     };
 }
 
