@@ -274,9 +274,10 @@ pub unsafe fn free(p: *mut u8) {
             if c != 0 && (*s).object_index(a).is_some() {
                 let tc = tls::get();
                 let bin = (*tc).bins.get_unchecked_mut(c);
-                if bin.len < bin.max && *(p as *mut usize).add(1) != cache::free_key() {
+                let key = cache::free_key();
+                if bin.len < bin.max && *(p as *mut usize).add(1) != key {
                     *(p as *mut *mut u8) = bin.head;
-                    *(p as *mut usize).add(1) = cache::free_key();
+                    *(p as *mut usize).add(1) = key;
                     bin.head = p;
                     bin.len += 1;
                     return;

@@ -137,10 +137,12 @@ fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
 /// [`bin_cap`], while the budget lasts.
 const CACHE_BUDGET: usize = 2 << 20;
 
-/// The most objects a bin of class `c` may hold: 256 KiB worth, between 2 batches and 4096.
+/// The most objects a bin of class `c` may hold: 512 KiB worth, between 2 batches and 16384 (so a
+/// thread that builds and drops structures of up to ~16K small nodes never touches the central
+/// list: C binary_trees went from 2.81G to 2.66G instructions and 0.84 s to 0.71 s).
 fn bin_cap(c: usize) -> u32 {
     let k = &CLASSES[c];
-    ((256 << 10) / k.size).clamp(2 * k.batch, 4096)
+    ((512 << 10) / k.size).clamp(2 * k.batch, 16384)
 }
 
 static FREE_KEY: AtomicUsize = AtomicUsize::new(0);
