@@ -132,6 +132,9 @@ fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
     r
 }
 
+/// A new thread's bins start with this limit (see the slow start in `alloc_slow`).
+const START_MAX: u32 = 8;
+
 /// Bytes a thread cache may grow its bins' limits by, in all (tcmalloc bounds its thread caches
 /// similarly). Bins start at two batches and grow by a batch each time they overflow, up to
 /// [`bin_cap`], while the budget lasts.
@@ -212,7 +215,7 @@ fn init_thread() -> *mut ThreadCache {
         // SAFETY: `tc` is a fresh zeroed record; linking it into the registry under its lock.
         unsafe {
             for c in 1..NUM_CLASSES {
-                (*tc).bins[c].max = 2 * CLASSES[c].batch;
+                (*tc).bins[c].max = START_MAX.min(2 * CLASSES[c].batch);
             }
             (*tc).state = CacheState::Live;
             (*tc).budget = CACHE_BUDGET;
@@ -318,7 +321,16 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
         }
         let bin = &mut (*tc).bins[c];
         if bin.head.is_null() {
-            let got = central::fetch(c, CLASSES[c].batch as usize, &mut bin.head);
+            // Slow start: a bin fetches at most its limit, and the limit doubles up to two batches
+            // each time the bin runs dry. A thread that uses a class a little (short-lived threads
+            // touch many classes a few times) moves a few objects, not whole batches, through the
+            // central list.
+            let batch = CLASSES[c].batch;
+            let n = batch.min(bin.max);
+            if bin.max < 2 * batch {
+                bin.max = (bin.max * 2).min(2 * batch);
+            }
+            let got = central::fetch(c, n as usize, &mut bin.head);
             bin.len += got as u32;
             if got == 0 {
                 return ptr::null_mut();
