@@ -63,11 +63,18 @@
 //! 5. Free pages go back to the OS on `collect()` (`madvise(MADV_DONTNEED)`); a large block's pages
 //!    go straight back to the page heap, a huge block is unmapped.
 //!
-//! ## Drawbacks (today)
-//! - The fast paths are about 20 instructions (see BENCHMARKS.md), not the 10-12 targeted.
-//! - Free memory is returned to the OS only on `collect()` and when huge blocks are freed; there is
-//!   no background scavenger yet.
-//! - A thread cache may hold up to two batches per class (at most 128 objects or 64 KiB each).
+//! ## Drawbacks (today, measured: see BENCHMARKS.md)
+//! - Rust's `dealloc` trusts the layout (Rust's contract) and needs no page-map lookup: about 9
+//!   instructions, and `alloc` about 10 (`scripts/fastpath.sh`). The C `free` validates every
+//!   pointer through the page map and the span (foreign, interior, unaligned and double frees
+//!   abort) and costs about 42.
+//! - A freed block goes to the freeing thread's cache, so a thread may reuse a block another
+//!   thread allocated next to its own: passive false sharing (the `cache_scratch` benchmark is 3x
+//!   slower than glibc, as with tcmalloc). Thread-owned spans (mimalloc) would avoid it.
+//! - Objects move between thread caches and spans one by one through the central lists (about 28
+//!   instructions per object on the way back); mimalloc frees straight into the owning page.
+//! - Free pages go back to the OS (decay, cap, `collect()`), but objects cached in threads and
+//!   partly used spans do not.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 // Per-class arrays are indexed in parallel by class number; index loops say that best.

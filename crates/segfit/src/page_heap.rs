@@ -2,7 +2,7 @@
 //!
 //! Holds every free run of pages of every arena, hands out runs as spans (small spans for the
 //! central lists, large spans for single large objects), coalesces freed runs with their free
-//! neighbours, and gives free pages back to the OS. Huge blocks (over [`HUGE_THRESHOLD`]) bypass the
+//! neighbours, and gives free pages back to the OS. Huge blocks (over [`crate::config::HUGE_THRESHOLD`]) bypass the
 //! runs and are mapped directly, but are registered here too.
 //!
 //! Free runs of fewer than [`EXACT`] pages sit on a list per exact length, with a bitmap of the

@@ -1,6 +1,7 @@
 //! Size classes: the segregated-fit table, and the O(1) size → class lookup.
 //!
-//! The rule (computed at compile time by [`build`], printed by `cargo run --example sizeclasses`):
+//! The rule (computed at compile time by `build`; `cargo run -p segfit --example sizeclasses` prints
+//! the table with its waste):
 //! - classes are multiples of 16 bytes (the minimum alignment) up to 128 bytes;
 //! - above 128, every power-of-two range `(2^k, 2^(k+1)]` is cut into 8 equal steps of `2^k / 8`,
 //!   up to [`MAX_SMALL`] (32 KiB). That gives 72 classes, and every power of two from 16 to 32 KiB
