@@ -205,7 +205,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     init::ensure();
     let e = Errno::save();
     // SAFETY: `p` is a live block (validated by the core, which aborts otherwise).
-    let q = unsafe { core_alloc::realloc(p.cast(), size, MIN_ALIGN) };
+    let q = unsafe { core_alloc::realloc_c(p.cast(), size) };
     e.ok(q)
 }
 

@@ -336,6 +336,22 @@ fn block_usable(b: &Block) -> usize {
 /// `p` is null or a live block of segfit's allocated with alignment `align` (or less, if
 /// `align <= MIN_ALIGN`); on success the caller uses only the returned pointer.
 pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
+    // SAFETY: forwarded caller contract.
+    unsafe { resize(p, new_size, align, false) }
+}
+
+/// C `realloc`: like [`realloc`] at the minimum alignment, but a small block also shrinks in place
+/// while the new size is more than half its usable size (as glibc does; C's `free` finds a block's
+/// class through the page map, so the block need not match its size's class).
+///
+/// # Safety
+/// As [`realloc`].
+pub unsafe fn realloc_c(p: *mut u8, new_size: usize) -> *mut u8 {
+    // SAFETY: forwarded caller contract.
+    unsafe { resize(p, new_size, MIN_ALIGN, true) }
+}
+
+unsafe fn resize(p: *mut u8, new_size: usize, align: usize, loose: bool) -> *mut u8 {
     if p.is_null() {
         return malloc_aligned(new_size, align);
     }
@@ -344,11 +360,21 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     }
     let b = classify(p, "realloc");
     let old = block_usable(&b);
+    // Bytes worth copying if the block moves: what was asked for, where segfit knows it.
+    let keep = match b {
+        Block::Small { .. } => old,
+        // SAFETY: classify returned a live large span / huge record.
+        Block::Large { span } => unsafe { (*span).requested },
+        // SAFETY: as above.
+        Block::Huge { h } => unsafe { (*h).requested },
+    };
     match b {
         Block::Small { class, .. } => {
             // Stay exactly when a fresh request would get the same class: then the block's class
             // is always the one its current size and alignment map to, which `free_sized` relies on.
-            if small_class(new_size, align) == Some(class) {
+            if small_class(new_size, align) == Some(class)
+                || (loose && new_size <= old && new_size > old / 2)
+            {
                 return p;
             }
         }
@@ -384,7 +410,7 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     }
     // SAFETY: both blocks are live and distinct; `old` and `new_size` bound their sizes.
     unsafe {
-        ptr::copy_nonoverlapping(p, q, old.min(new_size));
+        ptr::copy_nonoverlapping(p, q, keep.min(new_size));
         free(p);
     }
     q
