@@ -108,12 +108,17 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
 
 /// Aborts (naming `op`) unless `p` is a live block whose allocation asked for `size` bytes at
 /// alignment `align`, as far as segfit can tell: for a small block, `size` and `align` must map to
-/// its size class; for large and huge blocks, `size` must be the size asked for. Used by
+/// its size class (or, for a block a C `realloc` shrank in place, be more than half of it); for
+/// large and huge blocks, `size` must be the size asked for. Used by
 /// `free_sized`/`free_aligned_sized` (C23) and, with `checked-dealloc`, by Rust's `dealloc`.
 #[inline(never)]
 pub fn check_sized(p: *mut u8, size: usize, align: usize, op: &str) {
     let ok = match classify(p, op) {
-        Block::Small { class, .. } => small_class(size, align) == Some(class),
+        Block::Small { class, .. } => {
+            // Its own class, or (after a C `realloc` shrank it in place) more than half of it.
+            let csize = CLASSES[class].size as usize;
+            small_class(size, align) == Some(class) || (size <= csize && size > csize / 2)
+        }
         Block::Large { span } => {
             // SAFETY: classify returned a live large span.
             small_class(size, align).is_none() && unsafe { (*span).requested } == size.max(1)

@@ -315,6 +315,8 @@ static int s34(void) {
         void *p = malloc(sizes[i]); free_sized(p, sizes[i]);
         p = aligned_alloc(256, sizes[i]); free_aligned_sized(p, 256, sizes[i]);
     }
+    { /* a block shrunk in place by realloc is freed with its new size */
+        void *r = malloc(256); r = realloc(r, 200); free_sized(r, 200); }
     free_sized(NULL, 0); free_aligned_sized(NULL, 64, 0);
     return 0;
 }
