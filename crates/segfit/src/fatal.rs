@@ -38,43 +38,28 @@ impl StackBuf {
 
     /// Appends `0x` and the lowercase hex digits of `v`.
     pub fn hex(&mut self, v: usize) -> &mut Self {
-        self.str("0x");
-        let mut digits = [0u8; 16];
-        let mut n = 0;
-        let mut x = v;
-        loop {
-            digits[n] = b"0123456789abcdef"[x & 15];
-            n += 1;
-            x >>= 4;
-            if x == 0 {
-                break;
-            }
-        }
-        while n > 0 {
-            n -= 1;
-            self.bytes(&[digits[n]]);
-        }
-        self
+        self.str("0x").digits(v as u64, 16)
     }
 
     /// Appends the decimal digits of `v`.
     pub fn dec(&mut self, v: u64) -> &mut Self {
+        self.digits(v, 10)
+    }
+
+    fn digits(&mut self, v: u64, radix: u64) -> &mut Self {
         let mut digits = [0u8; 20];
         let mut n = 0;
         let mut x = v;
         loop {
-            digits[n] = b'0' + (x % 10) as u8;
+            digits[n] = b"0123456789abcdef"[(x % radix) as usize];
             n += 1;
-            x /= 10;
+            x /= radix;
             if x == 0 {
                 break;
             }
         }
-        while n > 0 {
-            n -= 1;
-            self.bytes(&[digits[n]]);
-        }
-        self
+        digits[..n].reverse();
+        self.bytes(&digits[..n])
     }
 
     /// The bytes written so far.

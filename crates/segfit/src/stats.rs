@@ -140,12 +140,9 @@ pub fn stats() -> Stats {
 }
 
 impl Stats {
-    /// Writes the snapshot as one JSON object (field names as in this struct; `os` keyed by
-    /// reason; `by_size` lists the classes that were ever used). Uses only `core::fmt`: with a
-    /// non-allocating writer (e.g. [`crate::fatal::FdWriter`]) it allocates nothing.
-    pub fn write_json(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
-        write!(w, "{{")?;
-        let fields: [(&str, u64); 16] = [
+    /// The byte-valued fields, by name, in report order.
+    fn byte_fields(&self) -> [(&'static str, u64); 9] {
+        [
             ("heap_alloc", self.heap_alloc),
             ("heap_inuse", self.heap_inuse),
             ("heap_idle", self.heap_idle),
@@ -155,6 +152,15 @@ impl Stats {
             ("peak_inuse", self.peak_inuse),
             ("peak_committed", self.peak_committed),
             ("meta_sys", self.meta_sys),
+        ]
+    }
+
+    /// Writes the snapshot as one JSON object (field names as in this struct; `os` keyed by
+    /// reason; `by_size` lists the classes that were ever used). Uses only `core::fmt`: with a
+    /// non-allocating writer (e.g. [`crate::fatal::FdWriter`]) it allocates nothing.
+    pub fn write_json(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
+        write!(w, "{{")?;
+        let counts: [(&str, u64); 7] = [
             ("heap_objects", self.heap_objects),
             ("mallocs", self.mallocs),
             ("frees", self.frees),
@@ -163,6 +169,7 @@ impl Stats {
             ("threads_created", self.threads.1),
             ("scavenged_bytes", self.page_heap.scavenged_bytes),
         ];
+        let fields = self.byte_fields().into_iter().chain(counts);
         for (name, v) in fields {
             write!(w, "\"{name}\":{v},")?;
         }
@@ -216,17 +223,7 @@ fn human(f: &mut core::fmt::Formatter<'_>, bytes: u64) -> core::fmt::Result {
 /// A multi-line report (uses `core::fmt`: call it outside allocator paths, e.g. from user code).
 impl core::fmt::Display for Stats {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let rows: [(&str, u64); 9] = [
-            ("heap_alloc", self.heap_alloc),
-            ("heap_inuse", self.heap_inuse),
-            ("heap_idle", self.heap_idle),
-            ("heap_released", self.heap_released),
-            ("heap_sys", self.heap_sys),
-            ("heap_committed", self.heap_committed),
-            ("peak_inuse", self.peak_inuse),
-            ("peak_committed", self.peak_committed),
-            ("meta_sys", self.meta_sys),
-        ];
+        let rows = self.byte_fields();
         for (name, v) in rows {
             write!(f, "{name:<15} ")?;
             human(f, v)?;
