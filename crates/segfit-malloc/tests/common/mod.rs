@@ -1,10 +1,9 @@
 //! Shared helpers of the integration tests: find the freshly built library, compile the C/C++
 //! test programs, run commands with segfit preloaded (with a timeout).
 //!
-//! The library: `cargo test -p segfit-malloc` builds the crate's `cdylib` and `staticlib` for the
-//! integration tests into the same `deps/` directory as the test executables
-//! (`target/<profile>/deps/libsegfit.so` and `libsegfit.a`), so each test finds them next to
-//! `std::env::current_exe()`; `SEGFIT_LIB` overrides the `.so` path (e.g. to test a release build).
+//! The library: the tests build it themselves (see [`lib_dir`]) into
+//! `target/libsegfit-under-test/debug/`; `SEGFIT_LIB` overrides the `.so` path (e.g. to test a
+//! release build).
 //! Programs are compiled with `cc`/`c++` (or `$CC`/`$CXX`) into `CARGO_TARGET_TMPDIR`.
 #![allow(dead_code)]
 
@@ -12,34 +11,46 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Directory of the test executable (`target/<profile>/deps`).
-pub fn deps_dir() -> PathBuf {
-    std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf()
+/// Builds the library under test (once per test process) and returns the directory holding
+/// `libsegfit.so` and `libsegfit.a`.
+///
+/// `cargo test` does not build a package's cdylib for its integration tests (only an rlib, which
+/// this crate has not: with an rlib among its crate types rustc would not internalise the core's
+/// statics under LTO). So the tests run `cargo build -p segfit-malloc` themselves, into a target
+/// directory of their own (the outer `cargo test` holds the lock of the main one): the library
+/// tested is always built from the current sources.
+pub fn lib_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let target = manifest.join("../../target/libsegfit-under-test");
+        let out = Command::new(env!("CARGO"))
+            .args(["build", "-p", "segfit-malloc", "--target-dir"])
+            .arg(&target)
+            .current_dir(&manifest)
+            .output()
+            .expect("cannot run cargo");
+        assert!(
+            out.status.success(),
+            "building libsegfit failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target.join("debug")
+    })
+    .clone()
 }
 
-/// The `libsegfit.so` under test.
+/// The `libsegfit.so` under test (`SEGFIT_LIB` overrides it).
 pub fn lib() -> PathBuf {
     if let Some(p) = std::env::var_os("SEGFIT_LIB") {
         return PathBuf::from(p);
     }
-    let p = deps_dir().join("libsegfit.so");
-    assert!(
-        p.exists(),
-        "{} not found: run through `cargo test -p segfit-malloc`",
-        p.display()
-    );
-    p
+    lib_dir().join("libsegfit.so")
 }
 
 /// The `libsegfit.a` under test.
 pub fn static_lib() -> PathBuf {
-    let p = deps_dir().join("libsegfit.a");
-    assert!(p.exists(), "{} not found", p.display());
-    p
+    lib_dir().join("libsegfit.a")
 }
 
 pub fn out_dir() -> PathBuf {
