@@ -280,7 +280,13 @@ pub unsafe fn free(p: *mut u8) {
                 let tc = tls::get();
                 let bin = (*tc).bins.get_unchecked_mut(c);
                 let key = cache::free_key();
-                if bin.len < bin.max && *(p as *mut usize).add(1) != key {
+                // Local: this thread owns the span (or nobody does); a remote free takes the slow
+                // path, which sends the block back to its span instead of reusing it here.
+                let owner = (*s).owner.load(core::sync::atomic::Ordering::Relaxed);
+                if bin.len < bin.max
+                    && *(p as *mut usize).add(1) != key
+                    && (owner == (*tc).id || owner == 0)
+                {
                     *(p as *mut *mut u8) = bin.head;
                     *(p as *mut usize).add(1) = key;
                     bin.head = p;
@@ -425,5 +431,6 @@ unsafe fn resize(p: *mut u8, new_size: usize, align: usize, loose: bool) -> *mut
 /// is flushed first, then all free page runs are released. Returns the bytes released.
 pub fn collect() -> usize {
     cache::flush_current();
+    crate::central::release_empty_spans();
     page_heap::with(|h| h.release_all())
 }

@@ -3,7 +3,7 @@
 //! Each thread has, per size class, a singly linked list of free objects (`Bin`). `malloc` pops
 //! from it and `free` pushes onto it: no lock, no atomic read-modify-write. An empty bin is refilled
 //! with one batch from the central list; a bin that reaches `max` objects gives one batch back. A
-//! free from another thread than the allocating one simply lands in the freeing thread's cache and
+//! free into a span another live thread owns goes on the freeing thread's remote list and
 //! goes back to the central list with its batch.
 //!
 //! States: a thread's slot (see `tls`) points at the static `UNINIT` cache until the thread first
@@ -39,6 +39,22 @@ pub struct Bin {
     pub max: u32,
 }
 
+/// Objects of one class freed by this thread into spans another live thread owns: they go back
+/// to their spans in batches and are never reused here (reusing them would put this thread's
+/// data on cache lines the owner is using: passive false sharing).
+#[repr(C)]
+pub struct Remote {
+    /// First object (each holds the next in word 0), or null.
+    pub head: *mut u8,
+    /// Objects on the list.
+    pub len: u32,
+}
+
+const EMPTY_REMOTE: Remote = Remote {
+    head: ptr::null_mut(),
+    len: 0,
+};
+
 /// What a cache pointer refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -61,6 +77,10 @@ pub struct ThreadCache {
     pub allocs: [u64; NUM_CLASSES],
     /// Bytes by which this cache may still raise its bins' limits (see `free_slow`).
     budget: usize,
+    /// This cache's owner id for spans (1..=MAX_IDS; 0 for the static caches).
+    pub id: u32,
+    /// Remote frees waiting to go back, per class.
+    pub remote: [Remote; NUM_CLASSES],
     /// See [`CacheState`].
     pub state: CacheState,
     next: *mut ThreadCache,
@@ -81,6 +101,8 @@ static UNINIT: ReadOnly = ReadOnly(ThreadCache {
     bins: [EMPTY_BIN; NUM_CLASSES],
     allocs: [0; NUM_CLASSES],
     budget: 0,
+    id: 0,
+    remote: [EMPTY_REMOTE; NUM_CLASSES],
     state: CacheState::Uninit,
     next: ptr::null_mut(),
     prev: ptr::null_mut(),
@@ -89,6 +111,8 @@ static DEAD: ReadOnly = ReadOnly(ThreadCache {
     bins: [EMPTY_BIN; NUM_CLASSES],
     allocs: [0; NUM_CLASSES],
     budget: 0,
+    id: 0,
+    remote: [EMPTY_REMOTE; NUM_CLASSES],
     state: CacheState::Dead,
     next: ptr::null_mut(),
     prev: ptr::null_mut(),
@@ -146,6 +170,40 @@ const CACHE_BUDGET: usize = 2 << 20;
 fn bin_cap(c: usize) -> u32 {
     let k = &CLASSES[c];
     ((512 << 10) / k.size).clamp(2 * k.batch, 16384)
+}
+
+/// Most thread caches alive at once that get an owner id; later ones share spans (id 0).
+const MAX_IDS: usize = 1 << 16;
+/// Bit `id - 1` is set while the cache with that id is alive.
+static LIVE_IDS: [AtomicU64; MAX_IDS / 64] = [const { AtomicU64::new(0) }; MAX_IDS / 64];
+
+/// Whether the thread cache with owner id `id` is alive (racy: a stale answer only sends a free
+/// down the slower correct path).
+#[inline]
+pub fn is_live(id: u32) -> bool {
+    let i = id.wrapping_sub(1) as usize;
+    i < MAX_IDS && LIVE_IDS[i / 64].load(Ordering::Relaxed) & (1 << (i % 64)) != 0
+}
+
+/// The smallest free owner id, marked alive; 0 if all are taken. Registry lock held.
+fn take_id() -> u32 {
+    for (w, word) in LIVE_IDS.iter().enumerate() {
+        let v = word.load(Ordering::Relaxed);
+        if v != !0 {
+            let b = (!v).trailing_zeros() as usize;
+            word.fetch_or(1 << b, Ordering::Relaxed);
+            return (w * 64 + b + 1) as u32;
+        }
+    }
+    0
+}
+
+/// Marks owner id `id` free. Registry lock held.
+fn drop_id(id: u32) {
+    if id != 0 {
+        let i = id as usize - 1;
+        LIVE_IDS[i / 64].fetch_and(!(1 << (i % 64)), Ordering::Relaxed);
+    }
 }
 
 static FREE_KEY: AtomicUsize = AtomicUsize::new(0);
@@ -219,6 +277,7 @@ fn init_thread() -> *mut ThreadCache {
             }
             (*tc).state = CacheState::Live;
             (*tc).budget = CACHE_BUDGET;
+            (*tc).id = take_id();
             (*tc).next = r.head;
             if !r.head.is_null() {
                 (*r.head).prev = tc;
@@ -264,6 +323,13 @@ unsafe fn flush_all(tc: *mut ThreadCache) {
         }
         bin.head = ptr::null_mut();
         bin.len = 0;
+        // SAFETY: as above.
+        let r = unsafe { &mut (*tc).remote[c] };
+        if r.len > 0 {
+            // SAFETY: the remote list holds `len` freed objects of class `c` (pushed whole).
+            unsafe { central::release(c, r.head, r.len as usize) };
+        }
+        *r = EMPTY_REMOTE;
     }
 }
 
@@ -274,6 +340,7 @@ unsafe fn unregister(r: &mut Registry, tc: *mut ThreadCache) {
         for (sum, n) in r.retired_allocs.iter_mut().zip((*tc).allocs.iter()) {
             *sum += n;
         }
+        drop_id((*tc).id);
         if (*tc).prev.is_null() {
             r.head = (*tc).next;
         } else {
@@ -312,7 +379,7 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
         }
         if (*tc).state == CacheState::Dead {
             let mut p = ptr::null_mut();
-            central::fetch(c, 1, &mut p);
+            central::fetch(c, 1, &mut p, 0);
             if !p.is_null() {
                 *(p as *mut usize).add(1) = 0;
                 UNCACHED_ALLOCS[c].fetch_add(1, Ordering::Relaxed);
@@ -330,7 +397,7 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
             if bin.max < 2 * batch {
                 bin.max = (bin.max * 2).min(2 * batch);
             }
-            let got = central::fetch(c, n as usize, &mut bin.head);
+            let got = central::fetch(c, n as usize, &mut bin.head, (*tc).id);
             bin.len += got as u32;
             if got == 0 {
                 return ptr::null_mut();
@@ -366,8 +433,21 @@ pub unsafe fn free_slow(p: *mut u8, c: usize, span: *mut crate::span::Span) {
             central::release(c, p, 1);
             return;
         }
-        let bin = &mut (*tc).bins[c];
         let batch = CLASSES[c].batch;
+        let owner = (*span).owner.load(Ordering::Relaxed);
+        if owner != (*tc).id && owner != 0 && is_live(owner) {
+            let r = &mut (*tc).remote[c];
+            *(p as *mut *mut u8) = r.head;
+            *(p as *mut usize).add(1) = free_key();
+            r.head = p;
+            r.len += 1;
+            if r.len >= batch {
+                central::release(c, r.head, r.len as usize);
+                *r = EMPTY_REMOTE;
+            }
+            return;
+        }
+        let bin = &mut (*tc).bins[c];
         let grow = batch as usize * CLASSES[c].size as usize;
         if bin.len >= bin.max && bin.max < bin_cap(c) && (*tc).budget >= grow {
             // A class that keeps overflowing gets a longer list, so that a thread that frees what
@@ -415,14 +495,16 @@ unsafe fn is_double_free(
     // SAFETY: `tc` is this thread's cache; list entries hold the next link.
     unsafe {
         let bin = &(*tc).bins[c];
-        let mut q = bin.head;
-        let mut n = 0;
-        while !q.is_null() && n < bin.len {
-            if q == p {
-                return true;
+        let r = &(*tc).remote[c];
+        for (mut q, len) in [(bin.head, bin.len), (r.head, r.len)] {
+            let mut n = 0;
+            while !q.is_null() && n < len {
+                if q == p {
+                    return true;
+                }
+                q = *(q as *mut *mut u8);
+                n += 1;
             }
-            q = *(q as *mut *mut u8);
-            n += 1;
         }
         !central::is_out(span, p)
     }
@@ -453,6 +535,7 @@ pub fn fold_counts(cached: &mut [u64; NUM_CLASSES], allocs: &mut [u64; NUM_CLASS
             unsafe {
                 for c in 0..NUM_CLASSES {
                     cached[c] += core::ptr::read_volatile(&(*tc).bins[c].len) as u64;
+                    cached[c] += core::ptr::read_volatile(&(*tc).remote[c].len) as u64;
                     allocs[c] += core::ptr::read_volatile(&(*tc).allocs[c]);
                 }
                 tc = (*tc).next;

@@ -3,8 +3,8 @@
 //! Thread caches come here in batches: [`fetch`] moves up to a batch of objects from spans into a
 //! cache's list, taking a new span from the page heap when no span has any; [`release`] takes a
 //! batch back, returning each object to its span, and gives a span whose objects are all back to
-//! the page heap. A batch costs one lock round trip, so a cross-thread free (which simply lands in
-//! the freeing thread's cache) costs a fraction of an atomic operation on average.
+//! the page heap. A batch costs one lock round trip, so a cross-thread free (which waits on the
+//! freeing thread's remote list) costs a fraction of an atomic operation on average.
 //!
 //! This is where small double frees are caught for certain: each span's `out` bitmap says which of
 //! its objects are out, and returning an object that is not out is fatal.
@@ -13,12 +13,14 @@
 //! has an object to give; see `span.rs` for the per-span equations. Lock order: central → heap.
 
 use crate::arena;
+use crate::cache;
 use crate::fatal::fatal;
 use crate::lock::Lock;
 use crate::page_heap;
 use crate::size_class::NUM_CLASSES;
 use crate::span::{Span, SpanList, State};
 use core::cell::UnsafeCell;
+use core::sync::atomic::Ordering;
 
 /// Counters of one class (under its lock).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,8 +41,14 @@ pub struct ClassCounters {
 
 struct Inner {
     nonempty: SpanList,
+    /// Completely free spans kept on `nonempty` (at most [`KEEP_EMPTY`]), unowned, so that the
+    /// next thread needing a span of this class does not go through the page heap.
+    empty: usize,
     counters: ClassCounters,
 }
+
+/// Completely free spans a class keeps instead of returning them to the page heap at once.
+const KEEP_EMPTY: usize = 1;
 
 /// The central list of one class.
 #[repr(align(64))]
@@ -58,6 +66,7 @@ pub static CENTRAL: [Central; NUM_CLASSES] = [const {
         lock: Lock::new(),
         inner: UnsafeCell::new(Inner {
             nonempty: SpanList::new(),
+            empty: 0,
             counters: ClassCounters {
                 fetched: 0,
                 released: 0,
@@ -91,12 +100,19 @@ impl Central {
 }
 
 /// Pushes up to `n` objects of class `c` onto the list at `*head` (links in each object's first
-/// word). Returns how many; 0 means out of memory.
-pub fn fetch(c: usize, n: usize, head: &mut *mut u8) -> usize {
+/// word) for the thread cache with owner id `me` (0: a thread without a cache). Returns how many;
+/// 0 means out of memory.
+///
+/// Spans belong to the thread cache that takes objects from them (`Span::owner`): a thread takes
+/// objects from a span of its own, from a span nobody owns, or from a span whose owner has exited,
+/// looking at the first few spans of the list; if none of them qualifies it starts a new span of
+/// its own rather than share a live thread's span. So threads do not hand each other objects on
+/// the same cache lines, and a span's metadata stays with one thread.
+pub fn fetch(c: usize, n: usize, head: &mut *mut u8, me: u32) -> usize {
     CENTRAL[c].with(|inner| {
         let mut got = 0;
         while got < n {
-            let mut s = inner.nonempty.head;
+            let mut s = pick(inner, me);
             if s.is_null() {
                 s = page_heap::with(|h| h.alloc_small(c));
                 if s.is_null() {
@@ -111,6 +127,13 @@ pub fn fetch(c: usize, n: usize, head: &mut *mut u8) -> usize {
             // object to give; the objects they give are ours to link.
             unsafe {
                 let span = &mut *s;
+                if me != 0 {
+                    span.owner.store(me, Ordering::Relaxed);
+                }
+                if span.used == 0 && !span.free.is_null() {
+                    // A kept empty span (a fresh one has no free list yet).
+                    inner.empty -= 1;
+                }
                 got += span.take_batch(n - got, head);
                 if !span.has_free() {
                     inner.nonempty.remove(s);
@@ -123,6 +146,29 @@ pub fn fetch(c: usize, n: usize, head: &mut *mut u8) -> usize {
         inner.counters.fetches += 1;
         got
     })
+}
+
+/// How many spans of the nonempty list `fetch` looks at for one it may take.
+const PICK_DEPTH: usize = 8;
+
+/// A span of the nonempty list that the cache with id `me` may take objects from, or null.
+fn pick(inner: &Inner, me: u32) -> *mut Span {
+    let mut s = inner.nonempty.head;
+    if me == 0 {
+        return s;
+    }
+    for _ in 0..PICK_DEPTH {
+        if s.is_null() {
+            break;
+        }
+        // SAFETY: spans on the list are valid; `owner` is an atomic.
+        let (owner, next) = unsafe { ((*s).owner.load(Ordering::Relaxed), (*s).next) };
+        if owner == me || owner == 0 || !cache::is_live(owner) {
+            return s;
+        }
+        s = next;
+    }
+    core::ptr::null_mut()
 }
 
 /// Returns `count` objects of class `c`, linked from `head` through their first words.
@@ -232,7 +278,14 @@ impl Returning {
         unsafe {
             (*s).free = self.free;
             (*s).used = self.used;
-            if self.used == 0 {
+            if self.used == 0 && inner.empty < KEEP_EMPTY {
+                // Keep it for the next thread that needs a span of this class.
+                if self.was_full {
+                    inner.nonempty.push(s);
+                }
+                (*s).owner.store(0, Ordering::Relaxed);
+                inner.empty += 1;
+            } else if self.used == 0 {
                 if !self.was_full {
                     inner.nonempty.remove(s);
                 }
@@ -271,6 +324,28 @@ pub unsafe fn is_out(s: *mut Span, p: *mut u8) -> bool {
             }
         }
     })
+}
+
+/// Gives every kept empty span back to the page heap (for `collect`).
+pub fn release_empty_spans() {
+    for central in CENTRAL.iter().skip(1) {
+        central.with(|inner| {
+            let mut s = inner.nonempty.head;
+            while !s.is_null() && inner.empty > 0 {
+                // SAFETY: spans on the list are valid small spans of this class.
+                unsafe {
+                    let next = (*s).next;
+                    if (*s).used == 0 {
+                        inner.nonempty.remove(s);
+                        inner.empty -= 1;
+                        inner.counters.spans -= 1;
+                        page_heap::with(|h| h.free_small(s));
+                    }
+                    s = next;
+                }
+            }
+        });
+    }
 }
 
 /// How many spans class `c` has on its nonempty list.

@@ -23,6 +23,8 @@
 //!   object.
 //! - **Page heap** (`page_heap`): all free runs; hands out spans, coalesces freed ones, gives pages
 //!   back to the OS.
+//! - **Owner**: the thread cache a small span hands its objects to. Threads take objects from their
+//!   own spans (or unowned ones), so two threads' objects do not share cache lines.
 //! - **Central list** (`central`): per class, the spans with free objects; moves objects to and from
 //!   thread caches in batches, under a per-class lock.
 //! - **Thread cache** (`cache`): per thread and class, a list of free objects: the lock-free fast path.
@@ -53,9 +55,11 @@
 //!    huge, or invalid: abort with one line).
 //! 2. The span's class and the division magic check that `p` is exactly the start of an object (an
 //!    interior pointer aborts).
-//! 3. If this thread's bin for the class has room and word 1 of `p` is not the free key, `p` is
-//!    pushed: word 0 ← old head, word 1 ← key. Done: no lock, no atomic instruction. A block freed by
-//!    another thread than the one that allocated it takes this same path.
+//! 3. If this thread owns the span, its bin for the class has room and word 1 of `p` is not the
+//!    free key, `p` is pushed: word 0 ← old head, word 1 ← key. Done: no lock, no atomic
+//!    instruction. A block of a span another live thread owns (a cross-thread free) goes instead
+//!    on this thread's remote list for the class, which goes back to the spans in batches (one lock
+//!    round trip per batch): it is never reused here, next to the owner's data.
 //! 4. A full bin (`cache::free_slow`) gives one batch back: `central::release` takes the class lock
 //!    and returns each object to its span, clearing its bit in the span's `out` bitmap — a bit that
 //!    is already clear is a double free and aborts. A span whose objects are all back goes to
@@ -68,9 +72,10 @@
 //!   instructions, and `alloc` about 10 (`scripts/fastpath.sh`). The C `free` validates every
 //!   pointer through the page map and the span (foreign, interior, unaligned and double frees
 //!   abort) and costs about 42.
-//! - A freed block goes to the freeing thread's cache, so a thread may reuse a block another
-//!   thread allocated next to its own: passive false sharing (the `cache_scratch` benchmark is 3x
-//!   slower than glibc, as with tcmalloc). Thread-owned spans (mimalloc) would avoid it.
+//! - Cross-thread frees go back to the owner's spans through the central list (batched), not
+//!   straight to the owner as in mimalloc: producer/consumer and larson-style workloads pay a
+//!   central round trip per object. Rust's `dealloc` does not look the span up, so it cannot tell
+//!   a cross-thread free and keeps the block in the freeing thread's cache.
 //! - Objects move between thread caches and spans one by one through the central lists (about 28
 //!   instructions per object on the way back); mimalloc frees straight into the owning page.
 //! - Free pages go back to the OS (decay, cap, `collect()`), but objects cached in threads and

@@ -17,6 +17,7 @@
 use crate::config::PAGE_SIZE;
 use crate::size_class::{Class, MAX_OBJECTS};
 use core::ptr;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 /// What a span is used for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +68,10 @@ pub struct Span {
     pub requested: usize,
     /// Free: when the run was last freed (milliseconds, coarse monotonic clock), for the scavenger.
     pub freed_at: u64,
+    /// Small: id of the thread cache the span's objects are handed to (0: none). Written under the
+    /// class lock by `central::fetch`; read without it by `free` to tell a local free from a
+    /// remote one (a stale read only picks the slower of two correct paths).
+    pub owner: AtomicU32,
     /// Small: bit `i` set ⇔ object `i` is out of the span.
     pub out: [u64; MAX_OBJECTS / 64],
 }
@@ -89,6 +94,7 @@ impl Span {
         self.bump = self.start;
         self.end = self.start + k.objects as usize * k.size as usize;
         self.out = [0; MAX_OBJECTS / 64];
+        self.owner.store(0, Ordering::Relaxed);
     }
 
     /// Index of the object at `addr` if `addr` is exactly the start of one; `None` for an interior
