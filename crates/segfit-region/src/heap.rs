@@ -28,14 +28,17 @@ use crate::{ClaimError, RegionStats};
 pub(crate) unsafe trait FreeSet {
     /// The empty set (usable in `const fn new`).
     const EMPTY: Self;
-    /// Whether `find` also removes the block it returns from the set (TLSF
-    /// pops a list head it has in hand; an ordered list keeps the block so
-    /// its remainder can take its place).
-    const FIND_REMOVES: bool = false;
+    /// What `find` knows about the block it returns that makes the
+    /// `*_found` updates cheaper (TLSF: its list, of which it is the head).
+    type Found: Copy;
     /// A free block that can hold `need` bytes with an `align`-aligned payload
-    /// (removed from the set if `FIND_REMOVES`). Adds one to `steps` per free
-    /// block examined.
-    fn find(&mut self, need: usize, align: usize, steps: &mut u64) -> Option<*mut u8>;
+    /// (it stays in the set). Adds one to `steps` per free block examined.
+    fn find(
+        &mut self,
+        need: usize,
+        align: usize,
+        steps: &mut u64,
+    ) -> Option<(*mut u8, Self::Found)>;
     /// Adds the free block `b` of `size` bytes.
     ///
     /// # Safety
@@ -50,6 +53,34 @@ pub(crate) unsafe trait FreeSet {
         let _ = anchor;
         // SAFETY: forwarded from the caller.
         unsafe { self.insert(b, size) }
+    }
+    /// [`FreeSet::replace`] for the block `find` just returned (which
+    /// may be cheaper: TLSF knows it is a list head).
+    ///
+    /// # Safety
+    /// As for `replace`; `old` and `found` must be what `find` just returned.
+    #[inline(always)]
+    unsafe fn replace_found(
+        &mut self,
+        old: *mut u8,
+        found: Self::Found,
+        old_size: usize,
+        new: *mut u8,
+        new_size: usize,
+    ) {
+        let _ = found;
+        // SAFETY: forwarded from the caller.
+        unsafe { self.replace(old, old_size, new, new_size) }
+    }
+    /// [`FreeSet::remove`] for the block `find` just returned.
+    ///
+    /// # Safety
+    /// As for `remove`; `b` and `found` must be what `find` just returned.
+    #[inline(always)]
+    unsafe fn remove_found(&mut self, b: *mut u8, found: Self::Found, size: usize) {
+        let _ = found;
+        // SAFETY: forwarded from the caller.
+        unsafe { self.remove(b, size) }
     }
     /// Removes `b` (of `size` bytes) from the set.
     ///
@@ -180,9 +211,9 @@ impl<S: FreeSet> Heap<S> {
     pub(crate) fn allocate(&mut self, layout: Layout) -> Option<NonNull<u8>> {
         let need = block_size_for(layout.size())?;
         let align = layout.align();
-        let b = self.set.find(need, align, &mut self.steps)?;
+        let (b, found) = self.set.find(need, align, &mut self.steps)?;
         // SAFETY: `find` returned a free block of ours that fits the request.
-        unsafe { Some(self.carve(b, need, align)) }
+        unsafe { Some(self.carve(b, found, need, align)) }
     }
 
     /// Allocates `need` bytes with an `align`-aligned payload out of the free
@@ -191,10 +222,16 @@ impl<S: FreeSet> Heap<S> {
     /// a smaller remainder stays in the block.
     ///
     /// # Safety
-    /// `b` must have just been returned by `find` (so it is in the set unless
-    /// `FIND_REMOVES`) and [`fits`]`(b, size, need, align)`.
+    /// `b` and `found` must have just been returned by `find` (so `b` is in
+    /// the set) and [`fits`]`(b, size, need, align)`.
     #[inline(always)]
-    unsafe fn carve(&mut self, b: *mut u8, need: usize, align: usize) -> NonNull<u8> {
+    unsafe fn carve(
+        &mut self,
+        b: *mut u8,
+        found: S::Found,
+        need: usize,
+        align: usize,
+    ) -> NonNull<u8> {
         // SAFETY: `b` is a free block in a region we own; all offsets stay
         // inside it because it fits the request.
         unsafe {
@@ -208,18 +245,12 @@ impl<S: FreeSet> Heap<S> {
                 let rest = size - need;
                 if rest >= MIN_BLOCK {
                     let tail = b.add(need);
-                    if S::FIND_REMOVES {
-                        self.set.insert(tail, rest);
-                    } else {
-                        self.set.replace(b, size, tail, rest);
-                    }
+                    self.set.replace_found(b, found, size, tail, rest);
                     make_free(tail, rest);
                     set_header(b, need);
                     self.in_use += need;
                 } else {
-                    if !S::FIND_REMOVES {
-                        self.set.remove(b, size);
-                    }
+                    self.set.remove_found(b, found, size);
                     self.free_blocks -= 1;
                     set_header(b, size);
                     let next = b.add(size);
@@ -247,10 +278,6 @@ impl<S: FreeSet> Heap<S> {
     ) -> NonNull<u8> {
         // SAFETY: as for `carve`.
         unsafe {
-            if S::FIND_REMOVES {
-                // Rare path: put `b` back and use the generic splitting below.
-                self.set.insert(b, size);
-            }
             let (start, pad, lead_free) = if lead >= MIN_BLOCK {
                 (b.add(lead), 0, lead)
             } else {

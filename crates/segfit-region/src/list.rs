@@ -153,9 +153,11 @@ unsafe impl<P: Policy> FreeSet for List<P> {
         _policy: PhantomData,
     };
 
+    type Found = ();
+
     #[inline]
-    fn find(&mut self, need: usize, align: usize, steps: &mut u64) -> Option<*mut u8> {
-        P::find(self, need, align, steps)
+    fn find(&mut self, need: usize, align: usize, steps: &mut u64) -> Option<(*mut u8, ())> {
+        P::find(self, need, align, steps).map(|b| (b, ()))
     }
 
     unsafe fn insert(&mut self, b: *mut u8, _size: usize) {

@@ -60,6 +60,17 @@ fn mapping(size: usize) -> (usize, usize) {
     (fl, sl)
 }
 
+/// Whether blocks of `a` and `b` bytes belong to the same list: they agree
+/// on every bit from `a`'s class width up (the width is `WORD` below
+/// `LINEAR`, else `2^(msb(a) - SL_BITS)`). Branch-free.
+#[inline(always)]
+fn same_class(a: usize, b: usize) -> bool {
+    let m = usize::BITS - 1 - (a | LINEAR).leading_zeros();
+    let same = (a ^ b) < (1usize << (m - SL_BITS));
+    debug_assert_eq!(same, mapping(a) == mapping(b));
+    same
+}
+
 /// The smallest size whose whole list holds blocks of at least `size` bytes:
 /// `size` rounded up to its list's upper boundary. For `size >= LINEAR`,
 /// `search_size(size) - size < size / 2^SL_BITS`.
@@ -133,7 +144,12 @@ impl Tlsf {
     /// last byte at the cost of one bounded-by-list-length walk before OOM.
     #[cold]
     #[inline(never)]
-    fn scan_class(&self, need: usize, align: usize, steps: &mut u64) -> Option<*mut u8> {
+    fn scan_class(
+        &mut self,
+        need: usize,
+        align: usize,
+        steps: &mut u64,
+    ) -> Option<(*mut u8, (usize, usize))> {
         if need > MAX_SEARCH {
             return None;
         }
@@ -147,8 +163,13 @@ impl Tlsf {
                 *steps += 1;
                 // SAFETY: walking our own list nodes.
                 unsafe {
-                    if fits(b, header(b) & !FLAGS, need, align) {
-                        return Some(b);
+                    let size = header(b) & !FLAGS;
+                    if fits(b, size, need, align) {
+                        // Move it to the front, so `find` always returns a
+                        // list head.
+                        self.remove(b, size);
+                        self.insert(b, size);
+                        return Some((b, (fl, sl)));
                     }
                     b = ptr(b, NEXT);
                 }
@@ -158,12 +179,9 @@ impl Tlsf {
     }
 }
 
-// SAFETY: `find` only returns list nodes (which it removes, as
-// `FIND_REMOVES` says); the O(1) path returns blocks of at least
-// `need + max_lead(align)` bytes, the fallback checks `fits`.
+// SAFETY: `find` only returns list nodes; the O(1) path returns blocks of
+// at least `need + max_lead(align)` bytes, the fallback checks `fits`.
 unsafe impl FreeSet for Tlsf {
-    const FIND_REMOVES: bool = true;
-
     const EMPTY: Self = Tlsf {
         fl_bitmap: 0,
         sl_bitmap: [0; FL],
@@ -171,8 +189,15 @@ unsafe impl FreeSet for Tlsf {
         scratch: [ptr::null_mut(); 3],
     };
 
+    type Found = (usize, usize);
+
     #[inline(always)]
-    fn find(&mut self, need: usize, align: usize, steps: &mut u64) -> Option<*mut u8> {
+    fn find(
+        &mut self,
+        need: usize,
+        align: usize,
+        steps: &mut u64,
+    ) -> Option<(*mut u8, (usize, usize))> {
         // `need` is a multiple of WORD and, for a valid Layout,
         // `need + max_lead(align)` cannot overflow.
         let want = need.wrapping_add(max_lead(align));
@@ -187,15 +212,10 @@ unsafe impl FreeSet for Tlsf {
             let fl = shift + (t >= SL) as usize + (q >> (SL_BITS + 1));
             if let Some((b, fl, sl)) = self.first_at_or_above(fl, q & (SL - 1)) {
                 *steps += 1;
-                // SAFETY: `b` is the head of list `(fl, sl)`.
-                unsafe { self.pop(b, fl, sl) };
-                return Some(b);
+                return Some((b, (fl, sl)));
             }
         }
-        let b = self.scan_class(need, align, steps)?;
-        // SAFETY: `b` is a node of ours, filed under its size.
-        unsafe { self.remove(b, header(b) & !FLAGS) };
-        Some(b)
+        self.scan_class(need, align, steps)
     }
 
     #[inline(always)]
@@ -213,6 +233,40 @@ unsafe impl FreeSet for Tlsf {
         self.heads[fl][sl] = b;
         self.fl_bitmap |= 1 << fl;
         self.sl_bitmap[fl] |= 1 << sl;
+    }
+
+    #[inline(always)]
+    unsafe fn replace_found(
+        &mut self,
+        old: *mut u8,
+        (fl, sl): (usize, usize),
+        old_size: usize,
+        new: *mut u8,
+        new_size: usize,
+    ) {
+        // SAFETY: `old` is the head of list `(fl, sl)` (`find` returns
+        // heads); its `next` is a node or null (then the write goes to
+        // scratch).
+        unsafe {
+            if same_class(old_size, new_size) {
+                // Splitting the head keeps it in its list: move the node.
+                let n = ptr(old, NEXT);
+                set_ptr(new, NEXT, n);
+                set_ptr(new, PREV, ptr::null_mut());
+                let dst = self.or_scratch(n);
+                set_ptr(dst, PREV, new);
+                self.heads[fl][sl] = new;
+            } else {
+                self.pop(old, fl, sl);
+                self.insert(new, new_size);
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn remove_found(&mut self, b: *mut u8, (fl, sl): (usize, usize), _size: usize) {
+        // SAFETY: `b` is the head of list `(fl, sl)`.
+        unsafe { self.pop(b, fl, sl) }
     }
 
     #[inline(always)]
@@ -234,8 +288,9 @@ unsafe impl FreeSet for Tlsf {
 
     #[inline(always)]
     unsafe fn replace(&mut self, old: *mut u8, old_size: usize, new: *mut u8, new_size: usize) {
-        // No address order to keep: unlink and push (LIFO) — fewer branches
-        // than relinking in place when the class is unchanged.
+        // No address order to keep: unlink and push (LIFO). Measured: a
+        // same-class check here (to relink in place) costs more than it saves
+        // on the free path.
         // SAFETY: forwarded from the caller's contract.
         unsafe {
             self.remove(old, old_size);
