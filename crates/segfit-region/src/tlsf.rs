@@ -87,21 +87,23 @@ pub(crate) fn search_size(size: usize) -> Option<usize> {
 
 impl Tlsf {
     /// First block of a non-empty list at or above `(fl, sl)`, and its list.
-    /// Branch-free except for the empty-heap check.
+    /// One branch: whether `fl` itself has a large-enough list.
     #[inline(always)]
     fn first_at_or_above(&self, fl: usize, sl: usize) -> Option<(*mut u8, usize, usize)> {
         let fl = fl & (FL - 1);
         let sl_map = self.sl_bitmap[fl] & (u32::MAX << (sl & (SL - 1)));
-        // Candidate first levels: `fl` itself only if it has a fitting list.
-        let skip_own = ((sl_map == 0) as usize) << fl;
-        let fl_map = self.fl_bitmap & (usize::MAX << fl) & !skip_own;
-        if fl_map == 0 {
-            return None;
-        }
-        let fl2 = fl_map.trailing_zeros() as usize & (FL - 1);
-        let other = self.sl_bitmap[fl2];
-        let own = ((fl2 == fl) as u32).wrapping_neg();
-        let map = (sl_map & own) | (other & !own);
+        let (fl2, map) = if sl_map != 0 {
+            (fl, sl_map)
+        } else {
+            // Candidate first levels above `fl` (`fl + 1 < FL` for every
+            // rounded search size).
+            let fl_map = self.fl_bitmap & (usize::MAX << 1 << fl);
+            if fl_map == 0 {
+                return None;
+            }
+            let fl2 = fl_map.trailing_zeros() as usize & (FL - 1);
+            (fl2, self.sl_bitmap[fl2])
+        };
         let sl2 = map.trailing_zeros() as usize & (SL - 1);
         Some((self.heads[fl2][sl2], fl2, sl2))
     }
