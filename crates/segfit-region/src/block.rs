@@ -151,6 +151,14 @@ pub(crate) fn lead_for(b: *mut u8, align: usize) -> Option<usize> {
     Some(payload - WORD - addr)
 }
 
+/// [`lead_for`] for a block known to fit the request (so the aligned
+/// payload address cannot overflow): the distance from `b + WORD` up to the
+/// next multiple of `max(align, WORD)`. Three instructions.
+#[inline(always)]
+pub(crate) fn lead_in(b: *mut u8, align: usize) -> usize {
+    (b as usize).wrapping_add(WORD).wrapping_neg() & ((align - 1) | (WORD - 1))
+}
+
 /// Whether block `b` of `size` bytes can hold an aligned block of `need` bytes.
 #[inline(always)]
 pub(crate) fn fits(b: *mut u8, size: usize, need: usize, align: usize) -> bool {

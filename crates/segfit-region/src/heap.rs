@@ -236,10 +236,8 @@ impl<S: FreeSet> Heap<S> {
         // inside it because it fits the request.
         unsafe {
             let size = header(b) & !FLAGS;
-            let Some(lead) = lead_for(b, align) else {
-                debug_assert!(false, "find returned a block that does not fit");
-                core::hint::unreachable_unchecked()
-            };
+            let lead = lead_in(b, align);
+            debug_assert_eq!(Some(lead), lead_for(b, align));
             if lead == 0 {
                 // The common case: the block's own payload is aligned.
                 let rest = size - need;

@@ -126,6 +126,8 @@ impl Tlsf {
     /// `b` must be the head of that list.
     #[inline(always)]
     unsafe fn pop(&mut self, b: *mut u8, fl: usize, sl: usize) {
+        // (Masks: in range already; they let the compiler drop bounds checks.)
+        let (fl, sl) = (fl & (FL - 1), sl & (SL - 1));
         // SAFETY: `b` is a node of ours; its `next` a node or null (then the
         // link write goes to scratch).
         unsafe {
@@ -257,7 +259,7 @@ unsafe impl FreeSet for Tlsf {
                 set_ptr(new, PREV, ptr::null_mut());
                 let dst = self.or_scratch(n);
                 set_ptr(dst, PREV, new);
-                self.heads[fl][sl] = new;
+                self.heads[fl & (FL - 1)][sl & (SL - 1)] = new;
             } else {
                 self.pop(old, fl, sl);
                 self.insert(new, new_size);
