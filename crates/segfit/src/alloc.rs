@@ -278,20 +278,31 @@ pub unsafe fn free(p: *mut u8) {
             let c = (*s).class as usize;
             if c != 0 && (*s).object_index(a).is_some() {
                 let tc = tls::get();
-                let bin = (*tc).bins.get_unchecked_mut(c);
                 let key = cache::free_key();
-                // Local: this thread owns the span (or nobody does); a remote free takes the slow
-                // path, which sends the block back to its span instead of reusing it here.
-                let owner = (*s).owner.load(core::sync::atomic::Ordering::Relaxed);
-                if bin.len < bin.max
-                    && *(p as *mut usize).add(1) != key
-                    && (owner == (*tc).id || owner == 0)
-                {
-                    *(p as *mut *mut u8) = bin.head;
-                    *(p as *mut usize).add(1) = key;
-                    bin.head = p;
-                    bin.len += 1;
-                    return;
+                if *(p as *mut usize).add(1) != key {
+                    let owner = (*s).owner.load(core::sync::atomic::Ordering::Relaxed);
+                    if owner == (*tc).id || owner == 0 {
+                        // Local: this thread owns the span (or nobody does).
+                        let bin = (*tc).bins.get_unchecked_mut(c);
+                        if bin.len < bin.max {
+                            *(p as *mut *mut u8) = bin.head;
+                            *(p as *mut usize).add(1) = key;
+                            bin.head = p;
+                            bin.len += 1;
+                            return;
+                        }
+                    } else if (*tc).id != 0 {
+                        // Remote: onto this thread's remote list, back to the span with the next
+                        // batch, never reused here (static caches have id 0 and are never written).
+                        let r = (*tc).remote.get_unchecked_mut(c);
+                        if r.len + 1 < CLASSES[c].batch {
+                            *(p as *mut *mut u8) = r.head;
+                            *(p as *mut usize).add(1) = key;
+                            r.head = p;
+                            r.len += 1;
+                            return;
+                        }
+                    }
                 }
                 return cache::free_slow(p, c, s);
             }
