@@ -10,8 +10,9 @@
 //!   block find and merge both physical neighbours in O(1).
 //! * **Sentinel** — three words closing each region: a zero-size used block,
 //!   the region's start and the previous region's sentinel.
-//! * **Free set** — the index of free blocks: an address-ordered list
-//!   (first/next/best-fit) or TLSF bitmaps and lists (segregated fit).
+//! * **Free set** — the index of free blocks: a doubly-linked list
+//!   (address-ordered for first/next fit, LIFO for best fit) or TLSF bitmaps
+//!   and lists (segregated fit).
 //! * **Search step** — one free block examined while looking for a fit
 //!   ([`RegionStats::search_steps`]).
 //!
@@ -268,8 +269,10 @@ free_list_type! {
     /// * **Choose it** when memory is tight and the heap is small: it wastes
     ///   the least space of the list policies.
     /// * **Time:** allocation O(free blocks) — always a full scan unless an
-    ///   exact fit turns up; free O(1) with a free neighbour, else O(free
-    ///   blocks); in-place realloc O(1).
+    ///   exact fit turns up; free O(1) (its list is not address-ordered:
+    ///   the scan compares sizes only, so a freed block is pushed on the
+    ///   front; of several equally small fits, the most recently freed one
+    ///   is taken); in-place realloc O(1).
     /// * **Fragmentation:** lowest of the classic policies on most workloads;
     ///   leftovers of near-fits are tiny splinters, which later coalesce.
     ///

@@ -4,7 +4,8 @@
 //!
 //! Invariants (checked by `List::check`):
 //! * the list holds every free block once, in strictly increasing address
-//!   order; `next` is word 1 of a free block and `prev` word 2;
+//!   order for first and next fit (best fit: any order, see
+//!   `Policy::ORDERED`); `next` is word 1 of a free block and `prev` word 2;
 //! * `head.prev` is null and `x.next.prev == x` for every node;
 //! * `rover` (next-fit's resume point) is null or a node of the list.
 
@@ -19,6 +20,15 @@ const PREV: usize = 2;
 
 /// How a list allocator chooses among the free blocks that fit.
 pub(crate) trait Policy {
+    /// Whether the list must be kept in address order. First and next fit
+    /// are defined by address ("lowest fit", "next fit after the rover"),
+    /// so their `insert` walks the list to a freed block's place: O(free
+    /// blocks). Best fit scans every block anyway and only compares sizes,
+    /// so its order is irrelevant: it pushes freed blocks on the front
+    /// (LIFO) in O(1). Only ties between equal-size blocks may resolve
+    /// differently (the most recently freed one wins instead of the lowest).
+    const ORDERED: bool = true;
+
     /// Returns a fitting block, updating `rover` if the policy uses it.
     fn find(list: &mut List<Self>, need: usize, align: usize, steps: &mut u64) -> Option<*mut u8>
     where
@@ -101,6 +111,8 @@ impl Policy for Next {
 }
 
 impl Policy for Best {
+    const ORDERED: bool = false;
+
     fn find(list: &mut List<Self>, need: usize, align: usize, steps: &mut u64) -> Option<*mut u8> {
         let mut best: Option<(*mut u8, usize)> = None;
         let mut b = list.head;
@@ -161,6 +173,11 @@ unsafe impl<P: Policy> FreeSet for List<P> {
     }
 
     unsafe fn insert(&mut self, b: *mut u8, _size: usize) {
+        if !P::ORDERED {
+            // SAFETY: linking a free block of ours in front of the head.
+            unsafe { self.link(b, ptr::null_mut(), self.head) };
+            return;
+        }
         // Address-ordered insertion: walk to the first node above `b`.
         let mut prev = ptr::null_mut();
         let mut cur = self.head;
@@ -239,7 +256,7 @@ unsafe impl<P: Policy> FreeSet for List<P> {
                 if ptr(b, PREV) != prev {
                     return Err("list prev link broken");
                 }
-                if !prev.is_null() && (prev as usize) >= (b as usize) {
+                if P::ORDERED && !prev.is_null() && (prev as usize) >= (b as usize) {
                     return Err("free list not in address order");
                 }
                 if header(b) & FREE == 0 {

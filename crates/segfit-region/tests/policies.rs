@@ -119,6 +119,33 @@ fn best_fit_takes_the_smallest_block_that_fits() {
 }
 
 #[test]
+fn best_fit_takes_the_smallest_fit_whatever_the_free_order() {
+    // Best fit's list is LIFO, not address-ordered: whatever order the
+    // holes were freed in, the smallest one that fits is taken.
+    let sizes = [512, 64, 128, 256, 96];
+    for order in [[0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 4, 0, 3, 1]] {
+        let mut mem = Memory::new(1 << 16);
+        let mut a = BestFit::new();
+        claim(&mut a, &mut mem, 1 << 16);
+        let b = holes(&mut a, &sizes, &order);
+        assert_eq!(a.allocate(l(100)), Some(b[2]), "order {order:?}");
+        assert_eq!(a.allocate(l(90)), Some(b[4]), "order {order:?}");
+        assert_eq!(a.allocate(l(60)), Some(b[1]), "order {order:?}");
+        assert_eq!(a.allocate(l(200)), Some(b[3]), "order {order:?}");
+        a.check_invariants().unwrap();
+    }
+    // Ties: of two equally small fits either may be taken (here the one
+    // freed last), never a larger block.
+    let mut mem = Memory::new(1 << 16);
+    let mut a = BestFit::new();
+    claim(&mut a, &mut mem, 1 << 16);
+    let b = holes(&mut a, &[128, 512, 128], &[0, 1, 2]);
+    let got = a.allocate(l(100)).unwrap();
+    assert!(got == b[0] || got == b[2]);
+    a.check_invariants().unwrap();
+}
+
+#[test]
 fn first_and_best_fit_differ_on_the_same_layout() {
     fn run<A: RegionAlloc>(mut a: A) -> usize {
         let mut mem = Memory::new(1 << 16);
