@@ -209,7 +209,11 @@ impl<S: FreeSet> Heap<S> {
 
     #[inline(always)]
     pub(crate) fn allocate(&mut self, layout: Layout) -> Option<NonNull<u8>> {
-        let need = block_size_for(layout.size())?;
+        // A `Layout` size is at most `isize::MAX`, so this cannot overflow;
+        // an absurd `need` simply finds no block.
+        let need = (layout.size() + 2 * WORD - 1) & !(WORD - 1);
+        let need = need.max(MIN_BLOCK);
+        debug_assert!(block_size_for(layout.size()).is_none_or(|n| n == need));
         let align = layout.align();
         let (b, found) = self.set.find(need, align, &mut self.steps)?;
         // SAFETY: `find` returned a free block of ours that fits the request.
