@@ -281,8 +281,8 @@ pub unsafe fn free(p: *mut u8) {
                 let key = cache::free_key();
                 if *(p as *mut usize).add(1) != key {
                     let owner = (*s).owner.load(core::sync::atomic::Ordering::Relaxed);
-                    if owner == (*tc).id || owner == 0 {
-                        // Local: this thread owns the span (or nobody does).
+                    if owner == (*tc).id {
+                        // Local: this thread owns the span.
                         let bin = (*tc).bins.get_unchecked_mut(c);
                         if bin.len < bin.max {
                             *(p as *mut *mut u8) = bin.head;
@@ -291,9 +291,10 @@ pub unsafe fn free(p: *mut u8) {
                             bin.len += 1;
                             return;
                         }
-                    } else if (*tc).id != 0 {
+                    } else if (*tc).id != 0 && owner != 0 {
                         // Remote: onto this thread's remote list, back to the span with the next
-                        // batch, never reused here (static caches have id 0 and are never written).
+                        // batch, never reused here (static caches have id 0 and are never written;
+                        // an unowned span's block takes the slow path and stays here).
                         let r = (*tc).remote.get_unchecked_mut(c);
                         if r.len + 1 < CLASSES[c].batch {
                             *(p as *mut *mut u8) = r.head;
