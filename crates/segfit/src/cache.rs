@@ -97,26 +97,22 @@ const EMPTY_BIN: Bin = Bin {
     max: 0,
 };
 
-static UNINIT: ReadOnly = ReadOnly(ThreadCache {
-    bins: [EMPTY_BIN; NUM_CLASSES],
-    allocs: [0; NUM_CLASSES],
-    budget: 0,
-    id: 0,
-    remote: [EMPTY_REMOTE; NUM_CLASSES],
-    state: CacheState::Uninit,
-    next: ptr::null_mut(),
-    prev: ptr::null_mut(),
-});
-static DEAD: ReadOnly = ReadOnly(ThreadCache {
-    bins: [EMPTY_BIN; NUM_CLASSES],
-    allocs: [0; NUM_CLASSES],
-    budget: 0,
-    id: 0,
-    remote: [EMPTY_REMOTE; NUM_CLASSES],
-    state: CacheState::Dead,
-    next: ptr::null_mut(),
-    prev: ptr::null_mut(),
-});
+/// A read-only cache with every bin empty and limit 0, in state `state`.
+const fn empty_cache(state: CacheState) -> ThreadCache {
+    ThreadCache {
+        bins: [EMPTY_BIN; NUM_CLASSES],
+        allocs: [0; NUM_CLASSES],
+        budget: 0,
+        id: 0,
+        remote: [EMPTY_REMOTE; NUM_CLASSES],
+        state,
+        next: ptr::null_mut(),
+        prev: ptr::null_mut(),
+    }
+}
+
+static UNINIT: ReadOnly = ReadOnly(empty_cache(CacheState::Uninit));
+static DEAD: ReadOnly = ReadOnly(empty_cache(CacheState::Dead));
 
 /// The slot value of a thread without a cache yet.
 pub const UNINIT_PTR: *mut ThreadCache = &raw const UNINIT.0 as *mut ThreadCache;
