@@ -103,11 +103,11 @@ impl Central {
 /// word) for the thread cache with owner id `me` (0: a thread without a cache). Returns how many;
 /// 0 means out of memory.
 ///
-/// Spans belong to the thread cache that takes objects from them (`Span::owner`): a thread takes
-/// objects from a span of its own, from a span nobody owns, or from a span whose owner has exited,
-/// looking at the first few spans of the list; if none of them qualifies it starts a new span of
-/// its own rather than share a live thread's span. So threads do not hand each other objects on
-/// the same cache lines, and a span's metadata stays with one thread.
+/// Spans belong to the thread cache that last took objects from them (`Span::owner`): a thread
+/// prefers, among the first few spans of the list, one of its own, one nobody owns, or one whose
+/// owner has exited; only if all of those belong to other live threads does it take over the
+/// first (a new span per thread and class would cost memory and page heap work). So threads
+/// mostly get objects on cache lines of their own, and a span's metadata stays with one thread.
 pub fn fetch(c: usize, n: usize, head: &mut *mut u8, me: u32) -> usize {
     CENTRAL[c].with(|inner| {
         let mut got = 0;
@@ -151,7 +151,8 @@ pub fn fetch(c: usize, n: usize, head: &mut *mut u8, me: u32) -> usize {
 /// How many spans of the nonempty list `fetch` looks at for one it may take.
 const PICK_DEPTH: usize = 8;
 
-/// A span of the nonempty list that the cache with id `me` may take objects from, or null.
+/// The span of the nonempty list the cache with id `me` should take objects from (null if the
+/// list is empty).
 fn pick(inner: &Inner, me: u32) -> *mut Span {
     let mut s = inner.nonempty.head;
     if me == 0 {
@@ -168,7 +169,9 @@ fn pick(inner: &Inner, me: u32) -> *mut Span {
         }
         s = next;
     }
-    core::ptr::null_mut()
+    // Only other live threads' spans near the front: share the first rather than start a new
+    // span (a new span per thread and class costs memory and page heap work).
+    inner.nonempty.head
 }
 
 /// Returns `count` objects of class `c`, linked from `head` through their first words.
