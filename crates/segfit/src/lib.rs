@@ -71,7 +71,7 @@
 //! - Rust's `dealloc` trusts the layout (Rust's contract) and needs no page-map lookup: about 9
 //!   instructions, and `alloc` about 10 (`scripts/fastpath.sh`). The C `free` validates every
 //!   pointer through the page map and the span (foreign, interior, unaligned and double frees
-//!   abort) and costs about 42.
+//!   abort) and costs about 50.
 //! - Cross-thread frees go back to the owner's spans through the central list (batched), not
 //!   straight to the owner as in mimalloc: producer/consumer and larson-style workloads pay a
 //!   central round trip per object. Rust's `dealloc` does not look the span up, so it cannot tell
