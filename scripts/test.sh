@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(gcc g++ make python3 sqlite3 valgrind libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4)
+pkgs=(gcc g++ make binutils python3 sqlite3 valgrind libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

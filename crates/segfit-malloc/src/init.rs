@@ -99,13 +99,13 @@ fn proc_environ_is(name: &[u8], want: &[u8]) -> bool {
         if n <= 0 {
             break;
         }
-        for &b in &buf[..n as usize] {
+        for &b in buf.get(..n as usize).unwrap_or(&buf) {
             if b == 0 {
-                let e = &entry[..len.min(entry.len())];
+                let e = entry.get(..len).unwrap_or(&entry);
                 if len <= entry.len()
                     && e.len() == name.len() + 1 + want.len()
                     && e.starts_with(name)
-                    && e[name.len()] == b'='
+                    && e.get(name.len()) == Some(&b'=')
                     && e.ends_with(want)
                 {
                     found = true;
@@ -113,8 +113,8 @@ fn proc_environ_is(name: &[u8], want: &[u8]) -> bool {
                 }
                 len = 0;
             } else {
-                if len < entry.len() {
-                    entry[len] = b;
+                if let Some(slot) = entry.get_mut(len) {
+                    *slot = b;
                 }
                 len += 1;
             }

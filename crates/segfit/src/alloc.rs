@@ -15,7 +15,7 @@ use crate::config::{
 use crate::fatal::fatal;
 use crate::os::{self, Why};
 use crate::page_heap;
-use crate::size_class::{self, class_of, CLASSES};
+use crate::size_class::{self, class_info, class_of};
 use crate::span::State;
 use crate::tls;
 use core::ptr;
@@ -116,7 +116,7 @@ pub fn check_sized(p: *mut u8, size: usize, align: usize, op: &str) {
     let ok = match classify(p, op) {
         Block::Small { class, .. } => {
             // Its own class, or (after a C `realloc` shrank it in place) more than half of it.
-            let csize = CLASSES[class].size as usize;
+            let csize = class_info(class).size as usize;
             small_class(size, align) == Some(class) || (size <= csize && size > csize / 2)
         }
         Block::Large { span } => {
@@ -296,7 +296,7 @@ pub unsafe fn free(p: *mut u8) {
                         // batch, never reused here (static caches have id 0 and are never written;
                         // an unowned span's block takes the slow path and stays here).
                         let r = (*tc).remote.get_unchecked_mut(c);
-                        if r.len + 1 < CLASSES[c].batch {
+                        if r.len + 1 < class_info(c).batch {
                             *(p as *mut *mut u8) = r.head;
                             *(p as *mut usize).add(1) = key;
                             r.head = p;
@@ -344,7 +344,7 @@ pub fn usable_size(p: *mut u8) -> usize {
 
 fn block_usable(b: &Block) -> usize {
     match *b {
-        Block::Small { class, .. } => CLASSES[class].size as usize,
+        Block::Small { class, .. } => class_info(class).size as usize,
         // SAFETY: classify returned a live large span.
         Block::Large { span } => unsafe { (*span).npages * PAGE_SIZE },
         // SAFETY: classify returned a live huge record.

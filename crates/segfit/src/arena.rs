@@ -114,7 +114,13 @@ pub fn new_arena() -> *mut Arena {
         (*meta).base = base as usize;
         (*meta).committed = 0;
     }
-    ARENAS[base as usize >> ARENA_SHIFT].store(meta, Relaxed);
+    let Some(slot) = ARENAS.get(base as usize >> ARENA_SHIFT) else {
+        // An address above the 47-bit table (5-level paging): not usable as an arena.
+        os::unmap(meta.cast(), core::mem::size_of::<Arena>(), Why::Trim);
+        os::unmap(base, ARENA_SIZE, Why::Trim);
+        return ptr::null_mut();
+    };
+    slot.store(meta, Relaxed);
     meta
 }
 

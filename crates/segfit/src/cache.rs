@@ -22,7 +22,7 @@ use crate::central;
 use crate::fatal::fatal;
 use crate::lock::Lock;
 use crate::meta::FixAlloc;
-use crate::size_class::{CLASSES, NUM_CLASSES};
+use crate::size_class::{class_info, NUM_CLASSES};
 use crate::tls;
 use core::cell::UnsafeCell;
 use core::ptr;
@@ -164,8 +164,8 @@ const CACHE_BUDGET: usize = 2 << 20;
 /// thread that builds and drops structures of up to ~16K small nodes never touches the central
 /// list: C binary_trees went from 2.81G to 2.66G instructions and 0.84 s to 0.71 s).
 fn bin_cap(c: usize) -> u32 {
-    let k = &CLASSES[c];
-    ((512 << 10) / k.size).clamp(2 * k.batch, 16384)
+    let k = class_info(c);
+    ((512 << 10) / k.size.max(1)).max(2 * k.batch).min(16384)
 }
 
 /// Most thread caches alive at once that get an owner id; later ones share spans (id 0).
@@ -198,7 +198,9 @@ fn take_id() -> u32 {
 fn drop_id(id: u32) {
     if id != 0 {
         let i = id as usize - 1;
-        LIVE_IDS[i / 64].fetch_and(!(1 << (i % 64)), Ordering::Relaxed);
+        if let Some(word) = LIVE_IDS.get(i / 64) {
+            word.fetch_and(!(1 << (i % 64)), Ordering::Relaxed);
+        }
     }
 }
 
@@ -269,7 +271,7 @@ fn init_thread() -> *mut ThreadCache {
         // SAFETY: `tc` is a fresh zeroed record; linking it into the registry under its lock.
         unsafe {
             for c in 1..NUM_CLASSES {
-                (*tc).bins[c].max = START_MAX.min(2 * CLASSES[c].batch);
+                (*tc).bins[c].max = START_MAX.min(2 * class_info(c).batch);
             }
             (*tc).state = CacheState::Live;
             (*tc).budget = CACHE_BUDGET;
@@ -303,29 +305,31 @@ fn init_thread() -> *mut ThreadCache {
 unsafe fn flush_all(tc: *mut ThreadCache) {
     for c in 1..NUM_CLASSES {
         // SAFETY: exclusive access to `tc` (caller).
-        let bin = unsafe { &mut (*tc).bins[c] };
-        // Count the real list (bounded by len): robust even if a forked-away thread was cut off
-        // in the middle of a push or pop.
-        let mut n = 0;
-        let mut p = bin.head;
-        while !p.is_null() && n < bin.len as usize {
-            n += 1;
-            // SAFETY: list entries are free objects holding the next link.
-            p = unsafe { *(p as *mut *mut u8) };
-        }
-        if n > 0 {
-            // SAFETY: the first `n` objects of the list are free objects of class `c`.
-            unsafe { central::release(c, bin.head, n) };
-        }
-        bin.head = ptr::null_mut();
-        bin.len = 0;
-        // SAFETY: as above.
-        let r = unsafe { &mut (*tc).remote[c] };
-        if r.len > 0 {
-            // SAFETY: the remote list holds `len` freed objects of class `c` (pushed whole).
-            unsafe { central::release(c, r.head, r.len as usize) };
-        }
+        let (bin, r) = unsafe { (&mut (*tc).bins[c], &mut (*tc).remote[c]) };
+        let lists = [(bin.head, bin.len), (r.head, r.len)];
+        // Detach before giving back: a fork between the two must not find the objects still
+        // listed here (the child would give them back a second time).
+        *bin = Bin {
+            head: ptr::null_mut(),
+            len: 0,
+            max: bin.max,
+        };
         *r = EMPTY_REMOTE;
+        for (head, len) in lists {
+            // Count the real list (bounded by len; lists end in null): robust even if a
+            // forked-away thread was cut off in the middle of a push or pop.
+            let mut n = 0;
+            let mut p = head;
+            while !p.is_null() && n < len as usize {
+                n += 1;
+                // SAFETY: list entries are free objects holding the next link.
+                p = unsafe { *(p as *mut *mut u8) };
+            }
+            if n > 0 {
+                // SAFETY: the first `n` objects of the list are free objects of class `c`.
+                unsafe { central::release(c, head, n) };
+            }
+        }
     }
 }
 
@@ -362,11 +366,22 @@ extern "C" fn thread_exit(arg: *mut libc::c_void) {
     }
 }
 
+/// `c`, after checking it is a class index (corrupted metadata aborts with one line): indexing the
+/// per-class arrays with it then needs no bounds check that could panic.
+#[inline(always)]
+fn checked(c: usize) -> usize {
+    if c >= NUM_CLASSES {
+        fatal("segfit", "corrupted size class", c);
+    }
+    c
+}
+
 /// Slow path of a small allocation of class `c`: refill the bin (or set the thread up) and pop.
 /// Null if out of memory.
 #[cold]
 #[inline(never)]
 pub fn alloc_slow(c: usize) -> *mut u8 {
+    let c = checked(c);
     let mut tc = tls::get();
     // SAFETY: the slot always holds a valid cache; only a Live one is written.
     unsafe {
@@ -388,7 +403,7 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
             // each time the bin runs dry. A thread that uses a class a little (short-lived threads
             // touch many classes a few times) moves a few objects, not whole batches, through the
             // central list.
-            let batch = CLASSES[c].batch;
+            let batch = class_info(c).batch;
             let n = batch.min(bin.max);
             if bin.max < 2 * batch {
                 bin.max = (bin.max * 2).min(2 * batch);
@@ -416,6 +431,7 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
 #[cold]
 #[inline(never)]
 pub unsafe fn free_slow(p: *mut u8, c: usize, span: *mut crate::span::Span) {
+    let c = checked(c);
     let mut tc = tls::get();
     // SAFETY: the slot holds a valid cache; `p` is an object of class `c` (caller).
     unsafe {
@@ -429,7 +445,7 @@ pub unsafe fn free_slow(p: *mut u8, c: usize, span: *mut crate::span::Span) {
             central::release(c, p, 1);
             return;
         }
-        let batch = CLASSES[c].batch;
+        let batch = class_info(c).batch;
         let owner = (*span).owner.load(Ordering::Relaxed);
         if owner != (*tc).id && owner != 0 && is_live(owner) {
             let r = &mut (*tc).remote[c];
@@ -438,13 +454,15 @@ pub unsafe fn free_slow(p: *mut u8, c: usize, span: *mut crate::span::Span) {
             r.head = p;
             r.len += 1;
             if r.len >= batch {
-                central::release(c, r.head, r.len as usize);
+                // Detach first (see `flush_all`).
+                let (head, n) = (r.head, r.len as usize);
                 *r = EMPTY_REMOTE;
+                central::release(c, head, n);
             }
             return;
         }
         let bin = &mut (*tc).bins[c];
-        let grow = batch as usize * CLASSES[c].size as usize;
+        let grow = batch as usize * class_info(c).size as usize;
         if bin.len >= bin.max && bin.max < bin_cap(c) && (*tc).budget >= grow {
             // A class that keeps overflowing gets a longer list, so that a thread that frees what
             // it allocated in bursts stops going through the central list.
@@ -488,6 +506,7 @@ unsafe fn is_double_free(
     c: usize,
     span: *mut crate::span::Span,
 ) -> bool {
+    let c = checked(c);
     // SAFETY: `tc` is this thread's cache; list entries hold the next link.
     unsafe {
         let bin = &(*tc).bins[c];

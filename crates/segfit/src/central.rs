@@ -79,6 +79,15 @@ pub static CENTRAL: [Central; NUM_CLASSES] = [const {
     }
 }; NUM_CLASSES];
 
+/// The central list of class `c`; an index out of range (corrupted metadata) aborts with one line.
+#[inline]
+fn central(c: usize) -> &'static Central {
+    match CENTRAL.get(c) {
+        Some(k) => k,
+        None => crate::fatal::fatal("segfit", "corrupted size class", c),
+    }
+}
+
 impl Central {
     fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
         self.lock.lock();
@@ -109,7 +118,7 @@ impl Central {
 /// first (a new span per thread and class would cost memory and page heap work). So threads
 /// mostly get objects on cache lines of their own, and a span's metadata stays with one thread.
 pub fn fetch(c: usize, n: usize, head: &mut *mut u8, me: u32) -> usize {
-    CENTRAL[c].with(|inner| {
+    central(c).with(|inner| {
         let mut got = 0;
         while got < n {
             let mut s = pick(inner, me);
@@ -179,7 +188,7 @@ fn pick(inner: &Inner, me: u32) -> *mut Span {
 /// # Safety
 /// Each object was handed out for class `c` and is no longer used; `count` matches the list.
 pub unsafe fn release(c: usize, head: *mut u8, count: usize) {
-    CENTRAL[c].with(|inner| {
+    central(c).with(|inner| {
         // Objects freed together mostly share a span, so the loop works on one span at a time
         // with its list head and count in registers, and settles the span's list membership when
         // it moves on (`Returning::finish`).
@@ -206,8 +215,10 @@ pub unsafe fn release(c: usize, head: *mut u8, count: usize) {
             if i * cur.size != off {
                 fatal("free", "corrupted thread cache entry", a);
             }
-            // SAFETY: `cur.span` is live and locked; `i` is an object index of it.
-            let word = unsafe { &mut (*cur.span).out[i / 64] };
+            // SAFETY: `cur.span` is live and locked.
+            let Some(word) = (unsafe { (*cur.span).out.get_mut(i / 64) }) else {
+                fatal("free", "corrupted thread cache entry", a)
+            };
             let bit = 1u64 << (i % 64);
             if *word & bit == 0 {
                 fatal("free", "double free", a);
@@ -314,7 +325,7 @@ impl Returning {
 pub unsafe fn is_out(s: *mut Span, p: *mut u8) -> bool {
     // SAFETY: the caller guarantees `s` is a small span (its class is immutable while small).
     let c = unsafe { (*s).class as usize };
-    CENTRAL[c].with(|_| {
+    central(c).with(|_| {
         // SAFETY: the class lock is held, so the bitmap is stable; `s` may have been freed and
         // reused meanwhile, so re-check that it still is a small span of class `c`.
         unsafe {
@@ -353,5 +364,5 @@ pub fn release_empty_spans() {
 
 /// How many spans class `c` has on its nonempty list.
 pub fn nonempty_len(c: usize) -> usize {
-    CENTRAL[c].with(|i| i.nonempty.len)
+    central(c).with(|i| i.nonempty.len)
 }

@@ -64,15 +64,16 @@ impl StackBuf {
 
     /// The bytes written so far.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+        self.buf.get(..self.len).unwrap_or(&self.buf)
     }
 
     /// Writes the buffer to file descriptor `fd`, retrying on `EINTR` and short writes.
     pub fn write_to(&self, fd: i32) {
         let mut off = 0;
         while off < self.len {
+            let rest = self.as_bytes().get(off..).unwrap_or(&[]);
             // SAFETY: the pointer and length describe the initialised part of `self.buf`.
-            let n = unsafe { libc::write(fd, self.buf[off..].as_ptr().cast(), self.len - off) };
+            let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
             if n < 0 {
                 // SAFETY: `__errno_location` always returns this thread's errno slot.
                 if unsafe { *libc::__errno_location() } == libc::EINTR {

@@ -18,7 +18,7 @@ use crate::config::{ARENA_SIZE, PAGES_PER_ARENA, PAGE_SHIFT, PAGE_SIZE};
 use crate::lock::Lock;
 use crate::meta::FixAlloc;
 use crate::os;
-use crate::size_class::CLASSES;
+use crate::size_class::class_info;
 use crate::span::{Span, SpanList, State};
 use core::cell::UnsafeCell;
 use core::ptr;
@@ -435,7 +435,7 @@ impl PageHeap {
 
     /// A new small span for class `c`, or null if out of memory.
     pub fn alloc_small(&mut self, c: usize) -> *mut Span {
-        let k = &CLASSES[c];
+        let k = class_info(c);
         let s = self.alloc_run(k.pages as usize, 1);
         if !s.is_null() {
             // SAFETY: `s` is a fresh in-use run of `k.pages` pages.
@@ -644,11 +644,7 @@ impl PageHeap {
     fn release(&mut self, mut pick: impl FnMut(&Span) -> bool, keep: usize) -> usize {
         let mut bytes = 0;
         for list in (0..=EXACT).rev() {
-            let mut s = if list == EXACT {
-                self.big.head
-            } else {
-                self.exact[list].head
-            };
+            let mut s = self.exact.get(list).map_or(self.big.head, |l| l.head);
             while !s.is_null() {
                 if self.resident_free_bytes() <= keep {
                     return bytes;
@@ -670,11 +666,7 @@ impl PageHeap {
         let mut best: *mut Span = ptr::null_mut();
         let mut best_at = u64::MAX;
         for list in 0..=EXACT {
-            let mut s = if list == EXACT {
-                self.big.head
-            } else {
-                self.exact[list].head
-            };
+            let mut s = self.exact.get(list).map_or(self.big.head, |l| l.head);
             while !s.is_null() {
                 // SAFETY: spans on the free lists are valid.
                 unsafe {

@@ -166,8 +166,8 @@ pub fn class_of_aligned(size: usize, align: usize) -> Option<usize> {
         return None;
     }
     let mut c = class_of(want);
-    while c < NUM_CLASSES {
-        if (CLASSES[c].size as usize).is_multiple_of(align.max(MIN_ALIGN)) {
+    while let Some(k) = CLASSES.get(c) {
+        if (k.size as usize).is_multiple_of(align.max(MIN_ALIGN)) {
             return Some(c);
         }
         c += 1;
@@ -175,10 +175,21 @@ pub fn class_of_aligned(size: usize, align: usize) -> Option<usize> {
     None
 }
 
+/// The record of class `c`. Class indices come from `class_of`/`class_of_aligned` or from a small
+/// span's `class` (set from those), so `c < NUM_CLASSES`; a value out of range can only come from
+/// corrupted metadata and aborts with one line (never a panic).
+#[inline(always)]
+pub fn class_info(c: usize) -> &'static Class {
+    match CLASSES.get(c) {
+        Some(k) => k,
+        None => crate::fatal::fatal("segfit", "corrupted size class", c),
+    }
+}
+
 /// Object size of class `c`.
 #[inline(always)]
 pub fn size_of(c: usize) -> usize {
-    CLASSES[c].size as usize
+    class_info(c).size as usize
 }
 
 #[cfg(test)]

@@ -82,7 +82,7 @@ pub fn for_each(mut f: impl FnMut(&SpanInfo)) {
                 Walk::Span(s, committed_end) => {
                     let start = s.start;
                     let bytes = s.npages * PAGE_SIZE;
-                    let committed = committed_end.clamp(start, start + bytes) - start;
+                    let committed = committed_end.max(start).min(start + bytes) - start;
                     let mut info = SpanInfo {
                         start,
                         bytes,
@@ -97,7 +97,7 @@ pub fn for_each(mut f: impl FnMut(&SpanInfo)) {
                         State::Small => {
                             info.kind = SpanKind::Small;
                             info.object_size = s.size;
-                            info.objects = ((s.end - s.start) / s.size as usize) as u32;
+                            info.objects = ((s.end - s.start) / (s.size as usize).max(1)) as u32;
                             // SAFETY: a plain read of a counter another thread may be updating under
                             // its class lock; a torn or stale value only makes the snapshot inexact.
                             info.in_use = unsafe { core::ptr::read_volatile(&s.used) };

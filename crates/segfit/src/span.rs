@@ -134,10 +134,10 @@ impl Span {
             *head = p;
             let i = (((p as usize - self.start) as u64 * self.magic as u64) >> 32) as usize;
             debug_assert!(!self.is_out(i));
-            self.out[i / 64] |= 1 << (i % 64);
+            set_bits(&mut self.out, i, i + 1);
             got += 1;
         }
-        let size = self.size as usize;
+        let size = (self.size as usize).max(1);
         let k = ((self.end - self.bump) / size).min(n - got);
         if k > 0 {
             let first = (((self.bump - self.start) as u64 * self.magic as u64) >> 32) as usize;
@@ -159,7 +159,9 @@ impl Span {
     /// Whether object `i` is out of the span.
     #[inline]
     pub fn is_out(&self, i: usize) -> bool {
-        self.out[i / 64] & (1 << (i % 64)) != 0
+        self.out
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     /// Checks the invariants of a small span (O(objects); for tests and `expensive-checks`).
@@ -198,8 +200,11 @@ fn set_bits(bits: &mut [u64], from: usize, to: usize) {
         } else {
             ((1u64 << (hi - lo)) - 1) << lo
         };
-        debug_assert!(bits[w] & mask == 0);
-        bits[w] |= mask;
+        let Some(word) = bits.get_mut(w) else {
+            crate::fatal::fatal("segfit", "corrupted span bitmap", i)
+        };
+        debug_assert!(*word & mask == 0);
+        *word |= mask;
         i = w * 64 + hi;
     }
 }

@@ -11,7 +11,7 @@ use crate::central::CENTRAL;
 use crate::config::PAGE_SIZE;
 use crate::os::{self, OsCount, WHY_COUNT};
 use crate::page_heap::{self, HeapCounters};
-use crate::size_class::{CLASSES, NUM_CLASSES};
+use crate::size_class::{class_info, NUM_CLASSES};
 
 /// Per-class figures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -105,7 +105,7 @@ pub fn stats() -> Stats {
         let k = CENTRAL[c].counters();
         let out = k.fetched - k.released;
         let live = out.saturating_sub(cached[c]);
-        let size = CLASSES[c].size;
+        let size = class_info(c).size;
         s.by_size[c] = ClassStats {
             size,
             mallocs: allocs[c],

@@ -1,0 +1,143 @@
+//! No allocation entry point can reach Rust's panic machinery (CONTRACT.md statement 55): in a
+//! release build of the library, a walk of the call graph (direct `call`/`jmp` targets in
+//! `objdump -d`) from every exported allocation function finds no panic, unwrap or bounds-check
+//! failure function. Misuse and corrupted metadata end in `segfit::fatal::fatal` instead (one line
+//! and abort).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::process::Command;
+
+const ENTRIES: &[&str] = &[
+    "malloc",
+    "free",
+    "calloc",
+    "realloc",
+    "reallocarray",
+    "posix_memalign",
+    "aligned_alloc",
+    "memalign",
+    "valloc",
+    "pvalloc",
+    "malloc_usable_size",
+    "free_sized",
+    "free_aligned_sized",
+    "cfree",
+    "malloc_trim",
+];
+
+fn release_lib() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let target = manifest.join("../../target/libsegfit-under-test");
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "--release", "-p", "segfit-malloc", "--target-dir"])
+        .arg(&target)
+        .current_dir(&manifest)
+        .output()
+        .expect("cannot run cargo");
+    assert!(
+        out.status.success(),
+        "release build failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join("release/libsegfit.so")
+}
+
+/// Function name -> names of the functions it calls or jumps to directly.
+fn call_graph(lib: &PathBuf) -> BTreeMap<String, BTreeSet<String>> {
+    let out = Command::new("objdump")
+        .args(["-d", "--no-show-raw-insn"])
+        .arg(lib)
+        .output()
+        .expect("objdump (binutils)");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        // "0000000000014ea0 <free>:"
+        if let Some(rest) = line.strip_suffix(">:") {
+            if let Some((_, name)) = rest.split_once(" <") {
+                current = name.to_string();
+                graph.entry(current.clone()).or_default();
+            }
+            continue;
+        }
+        let is_branch = line.contains("\tcall ")
+            || line.contains("\tjmp ")
+            || line.contains("\tcall\t")
+            || line.contains("\tjmp\t");
+        if !is_branch || current.is_empty() {
+            continue;
+        }
+        // "  14f9b:	jmp    25200 <_ZN6segfit5alloc10free_other...>"  (skip "<free+0x1c>")
+        if let (Some(a), Some(b)) = (line.rfind('<'), line.rfind('>')) {
+            let target = &line[a + 1..b];
+            if !target.contains('+') && target != current {
+                graph
+                    .entry(current.clone())
+                    .or_default()
+                    .insert(target.to_string());
+            }
+        }
+    }
+    graph
+}
+
+fn is_panic(name: &str) -> bool {
+    [
+        "panic",
+        "unwrap_failed",
+        "expect_failed",
+        "slice_index",
+        "slice_end_index",
+        "slice_start_index",
+        "len_mismatch",
+        "begin_unwind",
+    ]
+    .iter()
+    .any(|p| name.contains(p))
+}
+
+#[test]
+fn allocation_entry_points_cannot_reach_a_panic() {
+    let graph = call_graph(&release_lib());
+    let mut seen: BTreeMap<String, String> = BTreeMap::new(); // function -> the caller it was reached from
+    let mut queue: VecDeque<String> = VecDeque::new();
+    for e in ENTRIES {
+        assert!(graph.contains_key(*e), "{e} not found in the library");
+        seen.insert(e.to_string(), String::new());
+        queue.push_back(e.to_string());
+    }
+    while let Some(f) = queue.pop_front() {
+        for g in graph.get(&f).into_iter().flatten() {
+            if !seen.contains_key(g) {
+                seen.insert(g.clone(), f.clone());
+                queue.push_back(g.clone());
+            }
+        }
+    }
+    let bad: Vec<String> = seen
+        .keys()
+        .filter(|f| is_panic(f))
+        .map(|f| {
+            let mut chain = vec![f.clone()];
+            let mut at = f.clone();
+            while let Some(from) = seen.get(&at).filter(|s| !s.is_empty()) {
+                chain.push(from.clone());
+                at = from.clone();
+            }
+            chain.reverse();
+            chain.join(" -> ")
+        })
+        .collect();
+    println!(
+        "{} functions reachable from the allocation entry points",
+        seen.len()
+    );
+    assert!(
+        bad.is_empty(),
+        "panic machinery reachable:\n{}",
+        bad.join("\n")
+    );
+}
