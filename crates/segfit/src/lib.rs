@@ -40,8 +40,10 @@
 //!    the next free object), `len` drops by one, word 1 (the free key) is cleared. Done: no lock, no
 //!    atomic instruction.
 //! 3. If the bin was empty: `cache::alloc_slow` — a thread without a cache yet gets one here — asks
-//!    `central::fetch(3, batch)`, which takes the class lock and moves a batch of objects from the
-//!    first span on the class's nonempty list (from its free list, then from its never-used tail).
+//!    `central::fetch(3, n, …, owner id)` (n starts at 8 and doubles up to a batch of 64), which
+//!    takes the class lock and moves objects from a span of the class's nonempty list that this
+//!    thread owns (or nobody does), from the span's free list first, then from its never-used tail;
+//!    the span becomes this thread's.
 //! 4. If no span has free objects: `page_heap::alloc_small(3)` takes the heap lock and carves the
 //!    class's span length (1 page for 48 B) from the best-fitting free run, splitting it, mapping each
 //!    page to the new span in the arena's page map.
