@@ -4,6 +4,8 @@
 //! failure function. Misuse and corrupted metadata end in `segfit::fatal::fatal` instead (one line
 //! and abort).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::process::Command;
@@ -25,23 +27,6 @@ const ENTRIES: &[&str] = &[
     "cfree",
     "malloc_trim",
 ];
-
-fn release_lib() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let target = manifest.join("../../target/libsegfit-under-test");
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "segfit-malloc", "--target-dir"])
-        .arg(&target)
-        .current_dir(&manifest)
-        .output()
-        .expect("cannot run cargo");
-    assert!(
-        out.status.success(),
-        "release build failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    target.join("release/libsegfit.so")
-}
 
 /// Function name -> names of the functions it calls or jumps to directly.
 fn call_graph(lib: &PathBuf) -> BTreeMap<String, BTreeSet<String>> {
@@ -101,7 +86,7 @@ fn is_panic(name: &str) -> bool {
 
 #[test]
 fn allocation_entry_points_cannot_reach_a_panic() {
-    let graph = call_graph(&release_lib());
+    let graph = call_graph(&common::build_lib(true).join("libsegfit.so"));
     let mut seen: BTreeMap<String, String> = BTreeMap::new(); // function -> the caller it was reached from
     let mut queue: VecDeque<String> = VecDeque::new();
     for e in ENTRIES {

@@ -361,8 +361,3 @@ pub fn release_empty_spans() {
         });
     }
 }
-
-/// How many spans class `c` has on its nonempty list.
-pub fn nonempty_len(c: usize) -> usize {
-    central(c).with(|i| i.nonempty.len)
-}

@@ -21,23 +21,30 @@ use std::time::{Duration, Instant};
 /// tested is always built from the current sources.
 pub fn lib_dir() -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let target = manifest.join("../../target/libsegfit-under-test");
-        let out = Command::new(env!("CARGO"))
-            .args(["build", "-p", "segfit-malloc", "--target-dir"])
-            .arg(&target)
-            .current_dir(&manifest)
-            .output()
-            .expect("cannot run cargo");
-        assert!(
-            out.status.success(),
-            "building libsegfit failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        target.join("debug")
-    })
-    .clone()
+    DIR.get_or_init(|| build_lib(false)).clone()
+}
+
+/// Runs `cargo build -p segfit-malloc` (with `--release` if `release`) into the tests' own target
+/// directory and returns the directory holding the built `libsegfit.so` and `libsegfit.a`.
+pub fn build_lib(release: bool) -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let target = manifest.join("../../target/libsegfit-under-test");
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "-p", "segfit-malloc", "--target-dir"])
+        .arg(&target);
+    if release {
+        cmd.arg("--release");
+    }
+    let out = cmd
+        .current_dir(&manifest)
+        .output()
+        .expect("cannot run cargo");
+    assert!(
+        out.status.success(),
+        "building libsegfit failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join(if release { "release" } else { "debug" })
 }
 
 /// The `libsegfit.so` under test (`SEGFIT_LIB` overrides it).
