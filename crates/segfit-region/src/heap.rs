@@ -28,6 +28,11 @@ use crate::{ClaimError, RegionStats};
 pub(crate) unsafe trait FreeSet {
     /// The empty set (usable in `const fn new`).
     const EMPTY: Self;
+    /// The set keeps no order, so `deallocate` may unlink the free
+    /// neighbours and insert the merged block afresh (TLSF) instead of
+    /// replacing a neighbour in place to keep its list position (the
+    /// address-ordered lists).
+    const LIFO: bool = false;
     /// What `find` knows about the block it returns that makes the
     /// `*_found` updates cheaper (TLSF: its list, of which it is the head).
     type Found: Copy;
@@ -339,6 +344,10 @@ impl<S: FreeSet> Heap<S> {
             }
             let size = h & !FLAGS;
             self.in_use -= size;
+            if S::LIFO {
+                self.free_unordered(b, h, size);
+                return;
+            }
             let next = b.add(size);
             let nh = header(next);
             let mut start = b;
@@ -370,6 +379,43 @@ impl<S: FreeSet> Heap<S> {
                 set_header(next, nh | PREV_FREE);
             }
             make_free(start, total);
+        }
+    }
+
+    /// `deallocate` for an unordered (`LIFO`) free set, after the header
+    /// checks: unlink whichever neighbours are free, then insert the merged
+    /// block once (there is no list position to keep). `b` is the block
+    /// being freed, `h` its header and `size` its size.
+    ///
+    /// # Safety
+    /// `b` is a live block with header `h`.
+    #[inline(always)]
+    unsafe fn free_unordered(&mut self, b: *mut u8, h: usize, size: usize) {
+        // SAFETY: `b` is live, so its successor is a block (or the sentinel)
+        // of the same region, and `PREV_FREE` says whether the footer in
+        // front of it belongs to a free predecessor.
+        unsafe {
+            let mut start = b;
+            let mut end = b.add(size);
+            if h & PREV_FREE != 0 {
+                let psize = b.sub(WORD).cast::<usize>().read();
+                start = b.sub(psize);
+                self.set.remove(start, psize);
+                self.free_blocks -= 1;
+            }
+            let nh = header(end);
+            if nh & FREE != 0 {
+                let nsize = nh & !FLAGS;
+                self.set.remove(end, nsize);
+                end = end.add(nsize);
+                self.free_blocks -= 1;
+            } else {
+                set_header(end, nh | PREV_FREE);
+            }
+            let total = end as usize - start as usize;
+            self.set.insert(start, total);
+            make_free(start, total);
+            self.free_blocks += 1;
         }
     }
 

@@ -7,11 +7,23 @@
 //! Two bitmaps record which lists are non-empty, so finding a list whose every
 //! block is large enough is two `trailing_zeros` — no loop.
 //!
+//! Lists are doubly linked through words 1 (`next`) and 2 (`prev`) of each
+//! free block. A head's `prev` word holds a *tag* naming its list
+//! (`2 * (fl * SL + sl) + 1`; odd, so never a node address), so unlinking
+//! any node — the free path's neighbour merges — needs neither the node's
+//! size class nor a branch on "is it a head?": the word that points at the
+//! node is the head slot named by the tag or the previous node's `next`,
+//! chosen with a conditional move, and the bitmap bits are cleared
+//! branch-free when the list empties. The tag cannot be a pointer to the
+//! head slot (as talc's `next_of_prev` is) because the allocator may be
+//! moved after `claim`; an index stays valid wherever the `Tlsf` lives.
+//!
 //! Invariants (checked by `Tlsf::check`):
 //! * bit `fl` of `fl_bitmap` is set iff `sl_bitmap[fl] != 0`;
 //! * bit `sl` of `sl_bitmap[fl]` is set iff list `(fl, sl)` is non-empty;
-//! * every block in list `(fl, sl)` has `mapping(size) == (fl, sl)`;
-//! * lists are doubly linked (`next` = word 1, `prev` = word 2), head `prev` null.
+//! * every block in list `(fl, sl)` has `mapping(size) == fl * SL + sl`;
+//! * each node's `prev` is the node before it, the head's is
+//!   `tag(fl * SL + sl)`.
 
 use core::ptr;
 
@@ -30,13 +42,26 @@ const LINEAR: usize = 1 << (SL_BITS + G);
 const FL: usize = usize::BITS as usize;
 
 const NEXT: usize = 1;
+/// A node's `prev` word: the previous node, or for a list head
+/// `tag(class)`, which has bit 0 set (nodes are word-aligned, so a real
+/// pointer never has). The tag lets `remove` update the head slot and the
+/// bitmaps without recomputing the class from the size.
 const PREV: usize = 2;
+/// Number of lists (`heads` is indexed by `fl * SL + sl`).
+const LISTS: usize = FL * SL;
+
+/// The `prev` word of the head of list `idx`.
+#[inline(always)]
+const fn tag(idx: usize) -> usize {
+    (idx << 1) | 1
+}
 
 /// The TLSF index.
 pub(crate) struct Tlsf {
     fl_bitmap: usize,
     sl_bitmap: [u32; FL],
-    heads: [[*mut u8; SL]; FL],
+    /// List heads, indexed by `fl * SL + sl`.
+    heads: [*mut u8; LISTS],
     /// Where link writes to a null neighbour go, so list updates need no
     /// data-dependent branch. Never read.
     scratch: [*mut u8; 3],
@@ -46,18 +71,25 @@ pub(crate) struct Tlsf {
 /// cold path. Keeps every rounded size's first level below `FL`.
 const MAX_SEARCH: usize = 1 << (usize::BITS - 2);
 
-/// The list a free block of `size` bytes belongs to (`size >= MIN_BLOCK`).
+/// The list a free block of `size` bytes belongs to (`size >= MIN_BLOCK`),
+/// as `fl * SL + sl`.
 ///
-/// Branch-free: with `t = size / WORD`, sizes below `LINEAR` (`t < SL`)
-/// have `m = SL_BITS`, so `fl = 0` and `sl = t`; above, `m` is the top bit of
-/// `t` and `sl` the `SL_BITS` bits below it.
+/// Branch-free: with `t = size / WORD` and `m` the top bit of `t | SL`,
+/// `shift = m - SL_BITS` is the class width (as a power of two, in words)
+/// and `t >> shift` lies in `SL..2 * SL` (its top bit adds the one that
+/// `fl = shift + 1` needs) — except in the linear range (`t < SL`), where
+/// `shift = 0` and `t` is the exact class in `fl = 0`.
 #[inline(always)]
-fn mapping(size: usize) -> (usize, usize) {
+fn mapping(size: usize) -> usize {
     let t = size >> G;
-    let m = (usize::BITS - 1 - (t | SL).leading_zeros()) as usize;
-    let fl = (m - SL_BITS as usize + (t >= SL) as usize) & (FL - 1);
-    let sl = (t >> (m - SL_BITS as usize)) & (SL - 1);
-    (fl, sl)
+    let shift = (usize::BITS - 1 - SL_BITS - (t | SL).leading_zeros()) as usize;
+    let idx = (shift << SL_BITS) + (t >> shift);
+    debug_assert_eq!(idx, {
+        let m = (usize::BITS - 1 - (t | SL).leading_zeros()) as usize;
+        let fl = m - SL_BITS as usize + (t >= SL) as usize;
+        fl * SL + ((t >> (m - SL_BITS as usize)) & (SL - 1))
+    });
+    idx
 }
 
 /// Whether blocks of `a` and `b` bytes belong to the same list: they agree
@@ -89,7 +121,7 @@ impl Tlsf {
     /// First block of a non-empty list at or above `(fl, sl)`, and its list.
     /// One branch: whether `fl` itself has a large-enough list.
     #[inline(always)]
-    fn first_at_or_above(&self, fl: usize, sl: usize) -> Option<(*mut u8, usize, usize)> {
+    fn first_at_or_above(&self, fl: usize, sl: usize) -> Option<(*mut u8, usize)> {
         let fl = fl & (FL - 1);
         let sl_map = self.sl_bitmap[fl] & (u32::MAX << (sl & (SL - 1)));
         let (fl2, map) = if sl_map != 0 {
@@ -104,8 +136,8 @@ impl Tlsf {
             let fl2 = fl_map.trailing_zeros() as usize & (FL - 1);
             (fl2, self.sl_bitmap[fl2])
         };
-        let sl2 = map.trailing_zeros() as usize & (SL - 1);
-        Some((self.heads[fl2][sl2], fl2, sl2))
+        let idx = fl2 * SL + (map.trailing_zeros() as usize & (SL - 1));
+        Some((self.heads[idx], idx))
     }
 
     /// A pointer whose link words (`NEXT`, `PREV`) may be written when `b`
@@ -120,27 +152,54 @@ impl Tlsf {
         }
     }
 
-    /// Unlinks the head `b` of list `(fl, sl)`.
+    /// Sets list `idx`'s head to `n` (null or a node whose `prev` already
+    /// holds `tag(idx)`), clearing the bitmap bits if the list is now empty.
+    /// Branch-free: "did the list empty?" predicts badly.
+    #[inline(always)]
+    fn set_head(&mut self, idx: usize, n: *mut u8) {
+        let idx = idx & (LISTS - 1);
+        let (fl, sl) = (idx / SL, idx % SL);
+        self.heads[idx] = n;
+        let empty = n.is_null() as u32;
+        self.sl_bitmap[fl] &= !(empty << sl);
+        let fl_empty = (self.sl_bitmap[fl] == 0) as usize;
+        self.fl_bitmap &= !(fl_empty << fl);
+    }
+
+    /// Unlinks the head `b` of list `idx`.
     ///
     /// # Safety
     /// `b` must be the head of that list.
     #[inline(always)]
-    unsafe fn pop(&mut self, b: *mut u8, fl: usize, sl: usize) {
-        // (Masks: in range already; they let the compiler drop bounds checks.)
-        let (fl, sl) = (fl & (FL - 1), sl & (SL - 1));
+    unsafe fn pop(&mut self, b: *mut u8, idx: usize) {
         // SAFETY: `b` is a node of ours; its `next` a node or null (then the
         // link write goes to scratch).
         unsafe {
             let n = ptr(b, NEXT);
-            self.heads[fl][sl] = n;
             let dst = self.or_scratch(n);
-            set_ptr(dst, PREV, ptr::null_mut());
-            // Branch-free bitmap update: "did the list empty?" predicts badly.
-            let empty = n.is_null() as u32;
-            self.sl_bitmap[fl] &= !(empty << sl);
-            let fl_empty = (self.sl_bitmap[fl] == 0) as usize;
-            self.fl_bitmap &= !(fl_empty << fl);
+            set_word(dst, PREV, tag(idx));
+            self.set_head(idx, n);
         }
+    }
+
+    /// The O(1) bitmap search (`None` if no list is certain to fit).
+    #[inline(always)]
+    fn find_fast(&mut self, need: usize, align: usize) -> Option<(*mut u8, usize)> {
+        // `need` is a multiple of WORD and, for a valid Layout,
+        // `need + max_lead(align)` cannot overflow.
+        let want = need.wrapping_add(max_lead(align));
+        if want > MAX_SEARCH {
+            return None;
+        }
+        // Round up to a class boundary and map, with one bit scan: as in
+        // `mapping`, but `q` is `t` divided by the class width rounded up,
+        // in `SL..=2 * SL` (or `t < SL` in the linear range); `q = 2 * SL`
+        // lands on `sl = 0` of the next level.
+        let t = want >> G;
+        let shift = (usize::BITS - 1 - SL_BITS - (t | SL).leading_zeros()) as usize;
+        let q = (t + (1 << shift) - 1) >> shift;
+        let idx = (shift << SL_BITS) + q;
+        self.first_at_or_above(idx / SL, idx % SL)
     }
 
     /// Slow fallback, only taken when the O(1) search fails: scan the lists
@@ -153,7 +212,7 @@ impl Tlsf {
         need: usize,
         align: usize,
         steps: &mut u64,
-    ) -> Option<(*mut u8, (usize, usize))> {
+    ) -> Option<(*mut u8, usize)> {
         if need > MAX_SEARCH {
             return None;
         }
@@ -161,8 +220,8 @@ impl Tlsf {
         let hi = mapping(need.saturating_add(max_lead(align)).min(MAX_SEARCH));
         let classes = [lo, hi];
         let n = if hi == lo { 1 } else { 2 };
-        for &(fl, sl) in &classes[..n] {
-            let mut b = self.heads[fl][sl];
+        for &idx in &classes[..n] {
+            let mut b = self.heads[idx];
             while !b.is_null() {
                 *steps += 1;
                 // SAFETY: walking our own list nodes.
@@ -173,7 +232,7 @@ impl Tlsf {
                         // list head.
                         self.remove(b, size);
                         self.insert(b, size);
-                        return Some((b, (fl, sl)));
+                        return Some((b, idx));
                     }
                     b = ptr(b, NEXT);
                 }
@@ -189,112 +248,110 @@ unsafe impl FreeSet for Tlsf {
     const EMPTY: Self = Tlsf {
         fl_bitmap: 0,
         sl_bitmap: [0; FL],
-        heads: [[ptr::null_mut(); SL]; FL],
+        heads: [ptr::null_mut(); LISTS],
         scratch: [ptr::null_mut(); 3],
     };
 
-    type Found = (usize, usize);
+    const LIFO: bool = true;
+
+    /// The list index `fl * SL + sl` of the head returned.
+    type Found = usize;
 
     #[inline(always)]
-    fn find(
-        &mut self,
-        need: usize,
-        align: usize,
-        steps: &mut u64,
-    ) -> Option<(*mut u8, (usize, usize))> {
-        // `need` is a multiple of WORD and, for a valid Layout,
-        // `need + max_lead(align)` cannot overflow.
-        let want = need.wrapping_add(max_lead(align));
-        if want <= MAX_SEARCH {
-            // Round up to a class boundary and map, with one bit scan:
-            // `q` is the rounded size in units of the class width, in
-            // `SL..=2 * SL` (or `< SL` in the linear range).
-            let t = want >> G;
-            let m = (usize::BITS - 1 - (t | SL).leading_zeros()) as usize;
-            let shift = m - SL_BITS as usize;
-            let q = (t + (1 << shift) - 1) >> shift;
-            let fl = shift + (t >= SL) as usize + (q >> (SL_BITS + 1));
-            if let Some((b, fl, sl)) = self.first_at_or_above(fl, q & (SL - 1)) {
-                *steps += 1;
-                return Some((b, (fl, sl)));
-            }
+    fn find(&mut self, need: usize, align: usize, steps: &mut u64) -> Option<(*mut u8, usize)> {
+        if let Some(found) = self.find_fast(need, align) {
+            *steps += 1;
+            return Some(found);
         }
         self.scan_class(need, align, steps)
     }
 
     #[inline(always)]
     unsafe fn insert(&mut self, b: *mut u8, size: usize) {
-        let (fl, sl) = mapping(size);
-        let head = self.heads[fl][sl];
+        // (Mask: in range already; it lets the compiler drop a bounds check.)
+        let idx = mapping(size) & (LISTS - 1);
+        let head = self.heads[idx];
         // SAFETY: `b` is a free block of ours; `head` a node or null (then
         // the write goes to scratch).
         unsafe {
             set_ptr(b, NEXT, head);
-            set_ptr(b, PREV, ptr::null_mut());
+            set_word(b, PREV, tag(idx));
             let dst = self.or_scratch(head);
             set_ptr(dst, PREV, b);
         }
-        self.heads[fl][sl] = b;
-        self.fl_bitmap |= 1 << fl;
-        self.sl_bitmap[fl] |= 1 << sl;
+        self.heads[idx] = b;
+        self.fl_bitmap |= 1 << (idx / SL);
+        self.sl_bitmap[idx / SL] |= 1 << (idx % SL);
     }
 
     #[inline(always)]
     unsafe fn replace_found(
         &mut self,
         old: *mut u8,
-        (fl, sl): (usize, usize),
+        idx: usize,
         old_size: usize,
         new: *mut u8,
         new_size: usize,
     ) {
-        // SAFETY: `old` is the head of list `(fl, sl)` (`find` returns
-        // heads); its `next` is a node or null (then the write goes to
-        // scratch).
+        // SAFETY: `old` is the head of list `idx` (`find` returns heads);
+        // its `next` is a node or null (then the write goes to scratch).
         unsafe {
             if same_class(old_size, new_size) {
                 // Splitting the head keeps it in its list: move the node.
                 let n = ptr(old, NEXT);
                 set_ptr(new, NEXT, n);
-                set_ptr(new, PREV, ptr::null_mut());
+                set_word(new, PREV, tag(idx));
                 let dst = self.or_scratch(n);
                 set_ptr(dst, PREV, new);
-                self.heads[fl & (FL - 1)][sl & (SL - 1)] = new;
+                self.heads[idx & (LISTS - 1)] = new;
             } else {
-                self.pop(old, fl, sl);
+                self.pop(old, idx);
                 self.insert(new, new_size);
             }
         }
     }
 
     #[inline(always)]
-    unsafe fn remove_found(&mut self, b: *mut u8, (fl, sl): (usize, usize), _size: usize) {
-        // SAFETY: `b` is the head of list `(fl, sl)`.
-        unsafe { self.pop(b, fl, sl) }
+    unsafe fn remove_found(&mut self, b: *mut u8, idx: usize, _size: usize) {
+        // SAFETY: `b` is the head of list `idx`.
+        unsafe { self.pop(b, idx) }
     }
 
     #[inline(always)]
-    unsafe fn remove(&mut self, b: *mut u8, size: usize) {
-        // SAFETY: `b` is a node of list mapping(size); its links are nodes or
-        // null (then the write goes to scratch).
+    unsafe fn remove(&mut self, b: *mut u8, _size: usize) {
+        // SAFETY: `b` is a node; its `next` is a node or null (then the
+        // write goes to scratch), its `prev` a node or a head tag.
         unsafe {
-            let (n, p) = (ptr(b, NEXT), ptr(b, PREV));
-            if p.is_null() {
-                let (fl, sl) = mapping(size);
-                self.pop(b, fl, sl);
-                return;
-            }
-            set_ptr(p, NEXT, n);
+            let (n, p) = (ptr(b, NEXT), word(b, PREV));
+            // `n` takes over `b`'s `prev`: the previous node, or (if `b` was
+            // the head) the head tag.
             let dst = self.or_scratch(n);
-            set_ptr(dst, PREV, p);
+            set_word(dst, PREV, p);
+            // Branch-free ("was it a head?" predicts badly): the word that
+            // points at `b` is the head slot or the previous node's `next`.
+            let is_head = p & 1 != 0;
+            let idx = (p >> 1) & (LISTS - 1);
+            let head_slot = self.heads.as_mut_ptr().add(idx).cast::<u8>();
+            let slot = if is_head {
+                head_slot
+            } else {
+                (p as *mut u8).add(NEXT * WORD)
+            };
+            slot.cast::<*mut u8>().write(n);
+            // Clear the bitmap bits if `b` was alone in its list. When it
+            // was not a head, `idx` is meaningless but `empty` is 0 and the
+            // first-level bit of a level is only cleared when it is 0 already.
+            let empty = (is_head & n.is_null()) as u32;
+            let (fl, sl) = (idx / SL, idx % SL);
+            self.sl_bitmap[fl] &= !(empty << sl);
+            let fl_empty = (self.sl_bitmap[fl] == 0) as usize;
+            self.fl_bitmap &= !(fl_empty << fl);
         }
     }
 
     #[inline(always)]
     unsafe fn replace(&mut self, old: *mut u8, old_size: usize, new: *mut u8, new_size: usize) {
-        // No address order to keep: unlink and push (LIFO). Measured: a
-        // same-class check here (to relink in place) costs more than it saves
-        // on the free path.
+        // No address order to keep: unlink and push (LIFO).
         // SAFETY: forwarded from the caller's contract.
         unsafe {
             self.remove(old, old_size);
@@ -309,7 +366,7 @@ unsafe impl FreeSet for Tlsf {
         let fl = (usize::BITS - 1 - self.fl_bitmap.leading_zeros()) as usize;
         let sl = (u32::BITS - 1 - self.sl_bitmap[fl].leading_zeros()) as usize;
         let mut best = 0;
-        let mut b = self.heads[fl][sl];
+        let mut b = self.heads[fl * SL + sl];
         while !b.is_null() {
             // SAFETY: walking our own list nodes.
             unsafe {
@@ -327,11 +384,12 @@ unsafe impl FreeSet for Tlsf {
                 return Err("first-level bitmap disagrees with second level");
             }
             for sl in 0..SL {
-                let mut b = self.heads[fl][sl];
+                let idx = fl * SL + sl;
+                let mut b = self.heads[idx];
                 if (self.sl_bitmap[fl] >> sl & 1 != 0) == b.is_null() {
                     return Err("second-level bitmap disagrees with list");
                 }
-                let mut prev: *mut u8 = ptr::null_mut();
+                let mut prev = tag(idx);
                 while !b.is_null() {
                     // SAFETY: walking our own list nodes.
                     unsafe {
@@ -339,15 +397,15 @@ unsafe impl FreeSet for Tlsf {
                         if h & FREE == 0 {
                             return Err("used block in a TLSF list");
                         }
-                        if mapping(h & !FLAGS) != (fl, sl) {
+                        if mapping(h & !FLAGS) != idx {
                             return Err("block filed in the wrong size class");
                         }
-                        if ptr(b, PREV) != prev {
-                            return Err("TLSF list prev link broken");
+                        if word(b, PREV) != prev {
+                            return Err("TLSF list prev link (or head tag) broken");
                         }
                         n += 1;
                         bytes += h & !FLAGS;
-                        prev = b;
+                        prev = b as usize;
                         b = ptr(b, NEXT);
                     }
                 }
