@@ -91,13 +91,15 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
         // SAFETY: the caller guarantees `p` is a live object of class `class_of(size)`; the slot
         // holds a valid cache, and static caches have max 0 so they are never written.
         unsafe {
-            let bin = (*tc).bins.get_unchecked_mut(class_of(size));
+            let c = class_of(size);
+            let bin = (*tc).bins.get_unchecked_mut(c);
             if bin.len < bin.max {
                 *(p as *mut *mut u8) = bin.head;
                 bin.head = p;
                 bin.len += 1;
                 return;
             }
+            return cache::free_sized_slow(p, c);
         }
     }
     #[cfg(feature = "checked-dealloc")]
@@ -273,30 +275,33 @@ pub unsafe fn free(p: *mut u8) {
     let s = arena::span_of(a);
     if !s.is_null() {
         // SAFETY: page map entries are valid span records; for a small span `class`, `start`,
-        // `size`, `magic` and `end` are immutable while it is small.
+        // `size`, `magic` and `end` are immutable while it is small. A span whose `owner` is this
+        // thread's id is changed by this thread only.
         unsafe {
             let c = (*s).class as usize;
-            if c != 0 && (*s).object_index(a).is_some() {
-                let tc = tls::get();
-                let key = cache::free_key();
-                if *(p as *mut usize).add(1) != key {
-                    let owner = (*s).owner.load(core::sync::atomic::Ordering::Relaxed);
-                    if owner == (*tc).id {
-                        // Local: this thread owns the span.
-                        let bin = (*tc).bins.get_unchecked_mut(c);
-                        if bin.len < bin.max {
-                            *(p as *mut *mut u8) = bin.head;
-                            *(p as *mut usize).add(1) = key;
-                            bin.head = p;
-                            bin.len += 1;
-                            return;
+            if c != 0 {
+                if let Some(i) = (*s).object_index(a) {
+                    let tc = tls::get();
+                    let key = cache::free_key();
+                    if *(p as *mut usize).add(1) != key {
+                        let owner = (*s).owner.load(core::sync::atomic::Ordering::Relaxed);
+                        if owner == (*tc).id {
+                            // Local: onto this thread's bin for reuse while it has room, else
+                            // straight back on the span, which this thread owns.
+                            let bin = (*tc).bins.get_unchecked_mut(c);
+                            if bin.len < bin.max {
+                                *(p as *mut *mut u8) = bin.head;
+                                *(p as *mut usize).add(1) = key;
+                                bin.head = p;
+                                bin.len += 1;
+                                return;
+                            }
+                            return cache::free_local_full(tc, s, p, i, c);
                         }
-                    } else if (*tc).id != 0 && owner != 0 {
-                        // Remote: onto this thread's remote list, back to the span with the next
-                        // batch, never reused here (static caches have id 0 and are never written;
-                        // an unowned span's block takes the slow path and stays here).
+                        // Remote: onto this thread's remote list, handed to the owner with the
+                        // next batch, never reused here (the static caches have limit 0).
                         let r = (*tc).remote.get_unchecked_mut(c);
-                        if r.len + 1 < class_info(c).batch {
+                        if r.len + 1 < r.lim && owner != 0 {
                             *(p as *mut *mut u8) = r.head;
                             *(p as *mut usize).add(1) = key;
                             r.head = p;
@@ -304,8 +309,8 @@ pub unsafe fn free(p: *mut u8) {
                             return;
                         }
                     }
+                    return cache::free_slow(p, c, s);
                 }
-                return cache::free_slow(p, c, s);
             }
         }
     }

@@ -1,32 +1,41 @@
-//! Per-thread caches (Go's `mcache`): the fast path.
+//! Per-thread caches (Go's `mcache`, with mimalloc's thread-owned pages): the fast path.
 //!
-//! Each thread has, per size class, a singly linked list of free objects (`Bin`). `malloc` pops
-//! from it and `free` pushes onto it: no lock, no atomic read-modify-write. An empty bin is refilled
-//! with one batch from the central list; a bin that reaches `max` objects gives one batch back. A
-//! free into a span another live thread owns goes on the freeing thread's remote list and
-//! goes back to the central list with its batch.
+//! Each thread owns spans (see `span.rs`): per size class, a `partial` list of owned spans with
+//! objects to give and a `full` list of the rest. It allocates from a per-class list of free
+//! objects (`Bin`), refilled from its own spans without a lock: a refill moves a span's whole free
+//! list into the bin at once. `free` of an object of an owned span puts it straight back on the
+//! span's list (no lock, no atomic read-modify-write); Rust's sized `dealloc` pushes it on the bin
+//! instead while the bin has room. A free into a span another thread owns goes on the freeing
+//! thread's `remote` list for the class; a full remote list is handed to the owners' *inboxes*
+//! (one atomic exchange per owner and batch), and an owner empties its inbox into its spans when
+//! it next refills a bin. Objects of unowned spans go back through the central list, in batches.
 //!
 //! States: a thread's slot (see `tls`) points at the static `UNINIT` cache until the thread first
 //! needs one, then at its own `ThreadCache` (a metadata record, registered in a global list), and
-//! after its exit destructor ran, at the static `DEAD` cache: a dead thread allocates and frees
-//! through the central lists one object at a time and never gets a new cache.
+//! after its exit destructor ran, at the static `DEAD` cache: a dead thread allocates one object at
+//! a time from unowned spans and never gets a new cache. At exit a cache gives everything back and
+//! abandons its spans to the central lists.
 //!
-//! Free objects in a bin hold the next link in word 0 and [`free_key`] in word 1; `malloc` clears
-//! word 1, so a `free` that finds the key is probably a double free and takes the slow path, which
-//! confirms it (in this cache or in the span's bitmap) before aborting.
+//! Free objects hold the next link in word 0 and [`free_key`] in word 1; `malloc` clears word 1,
+//! so a `free` that finds the key is probably a double free and takes the slow path, which
+//! confirms it (in this cache or on the span's list) before aborting.
 //!
-//! Invariants: `bin.len` is the length of `bin.head`'s list and `bin.len <= bin.max`; the static
-//! caches have `max == 0` and empty lists, so the fast paths never write to them.
+//! Invariants: `bin.len` is the length of `bin.head`'s list; `remote.len <= remote.lim`; the static
+//! caches (and caches without an owner id) have `id == NO_ID`, `max == lim == 0` and empty lists,
+//! so the fast paths never write to them; every span whose `owner` is a cache's id is on exactly
+//! one of that cache's `partial`/`full` lists.
 
+use crate::arena;
 use crate::central;
 use crate::fatal::fatal;
 use crate::lock::Lock;
 use crate::meta::FixAlloc;
 use crate::size_class::{class_info, NUM_CLASSES};
+use crate::span::{Pushed, Span, SpanList, State};
 use crate::tls;
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// One class's free list in a thread cache.
 #[repr(C)]
@@ -35,24 +44,27 @@ pub struct Bin {
     pub head: *mut u8,
     /// Objects on the list.
     pub len: u32,
-    /// Objects the list may hold before a batch goes back to the central list.
+    /// Objects Rust's sized `dealloc` may push before it frees into the span instead.
     pub max: u32,
 }
 
-/// Objects of one class freed by this thread into spans another live thread owns: they go back
-/// to their spans in batches and are never reused here (reusing them would put this thread's
-/// data on cache lines the owner is using: passive false sharing).
+/// Objects of one class freed by this thread into spans it does not own: they go to their owners'
+/// inboxes (or the central list) in batches and are never reused here (reusing them would put this
+/// thread's data on cache lines the owner is using: passive false sharing).
 #[repr(C)]
 pub struct Remote {
     /// First object (each holds the next in word 0), or null.
     pub head: *mut u8,
     /// Objects on the list.
     pub len: u32,
+    /// The fast path pushes while `len < lim` (0 for the static caches).
+    pub lim: u32,
 }
 
 const EMPTY_REMOTE: Remote = Remote {
     head: ptr::null_mut(),
     len: 0,
+    lim: 0,
 };
 
 /// What a cache pointer refers to.
@@ -67,6 +79,9 @@ pub enum CacheState {
     Dead = 2,
 }
 
+/// The id of caches that own no spans: never equal to a span's `owner`.
+pub const NO_ID: u32 = u32::MAX;
+
 /// A thread's cache.
 #[repr(C)]
 pub struct ThreadCache {
@@ -75,12 +90,16 @@ pub struct ThreadCache {
     /// Small objects allocated by this thread, per class (the fast path's one counter; frees are
     /// derived: allocated minus live).
     pub allocs: [u64; NUM_CLASSES],
-    /// Bytes by which this cache may still raise its bins' limits (see `free_slow`).
-    budget: usize,
-    /// This cache's owner id for spans (1..=MAX_IDS; 0 for the static caches).
+    /// This cache's owner id for spans (1..=MAX_IDS, or `NO_ID`).
     pub id: u32,
+    /// Bytes by which this cache may still raise its bins' limits (see `free_sized_slow`).
+    budget: usize,
     /// Remote frees waiting to go back, per class.
     pub remote: [Remote; NUM_CLASSES],
+    /// Owned spans with an object to give, per class.
+    partial: [SpanList; NUM_CLASSES],
+    /// Owned spans without, per class.
+    full: [SpanList; NUM_CLASSES],
     /// See [`CacheState`].
     pub state: CacheState,
     next: *mut ThreadCache,
@@ -88,7 +107,7 @@ pub struct ThreadCache {
 }
 
 struct ReadOnly(ThreadCache);
-// SAFETY: the static caches are never written (their bins are empty with max 0).
+// SAFETY: the static caches are never written (their bins and remote lists have limit 0).
 unsafe impl Sync for ReadOnly {}
 
 const EMPTY_BIN: Bin = Bin {
@@ -97,14 +116,16 @@ const EMPTY_BIN: Bin = Bin {
     max: 0,
 };
 
-/// A read-only cache with every bin empty and limit 0, in state `state`.
+/// A read-only cache with every list empty and limit 0, in state `state`.
 const fn empty_cache(state: CacheState) -> ThreadCache {
     ThreadCache {
         bins: [EMPTY_BIN; NUM_CLASSES],
         allocs: [0; NUM_CLASSES],
+        id: NO_ID,
         budget: 0,
-        id: 0,
         remote: [EMPTY_REMOTE; NUM_CLASSES],
+        partial: [const { SpanList::new() }; NUM_CLASSES],
+        full: [const { SpanList::new() }; NUM_CLASSES],
         state,
         next: ptr::null_mut(),
         prev: ptr::null_mut(),
@@ -157,31 +178,35 @@ const START_MAX: u32 = 8;
 
 /// Bytes a thread cache may grow its bins' limits by, in all (tcmalloc bounds its thread caches
 /// similarly). Bins start at two batches and grow by a batch each time they overflow, up to
-/// [`bin_cap`], while the budget lasts.
+/// [`BIN_CAP`], while the budget lasts.
 const CACHE_BUDGET: usize = 2 << 20;
 
 /// The most objects a bin of class `c` may hold: 512 KiB worth, between 2 batches and 16384 (so a
-/// thread that builds and drops structures of up to ~16K small nodes never touches the central
-/// list: C binary_trees went from 2.81G to 2.66G instructions and 0.84 s to 0.71 s).
-fn bin_cap(c: usize) -> u32 {
-    let k = class_info(c);
-    ((512 << 10) / k.size.max(1)).max(2 * k.batch).min(16384)
+/// thread that builds and drops structures of up to ~16K small nodes reuses them through its bin:
+/// C binary_trees went from 2.81G to 2.66G instructions and 0.84 s to 0.71 s when this was raised
+/// from two batches).
+static BIN_CAP: [u32; NUM_CLASSES] = bin_caps();
+
+const fn bin_caps() -> [u32; NUM_CLASSES] {
+    let k = crate::size_class::build();
+    let mut caps = [0u32; NUM_CLASSES];
+    let mut c = 1;
+    while c < NUM_CLASSES {
+        let by_bytes = (512 << 10) / k[c].size;
+        let floor = 2 * k[c].batch;
+        let cap = if by_bytes > floor { by_bytes } else { floor };
+        caps[c] = if cap < 16384 { cap } else { 16384 };
+        c += 1;
+    }
+    caps
 }
 
-/// Most thread caches alive at once that get an owner id; later ones share spans (id 0).
+/// Most thread caches alive at once that get an owner id; later ones own no spans (`NO_ID`).
 const MAX_IDS: usize = 1 << 16;
 /// Bit `id - 1` is set while the cache with that id is alive.
 static LIVE_IDS: [AtomicU64; MAX_IDS / 64] = [const { AtomicU64::new(0) }; MAX_IDS / 64];
 
-/// Whether the thread cache with owner id `id` is alive (racy: a stale answer only sends a free
-/// down the slower correct path).
-#[inline]
-pub fn is_live(id: u32) -> bool {
-    let i = id.wrapping_sub(1) as usize;
-    i < MAX_IDS && LIVE_IDS[i / 64].load(Ordering::Relaxed) & (1 << (i % 64)) != 0
-}
-
-/// The smallest free owner id, marked alive; 0 if all are taken. Registry lock held.
+/// The smallest free owner id, marked alive; `NO_ID` if all are taken. Registry lock held.
 fn take_id() -> u32 {
     for (w, word) in LIVE_IDS.iter().enumerate() {
         let v = word.load(Ordering::Relaxed);
@@ -191,15 +216,48 @@ fn take_id() -> u32 {
             return (w * 64 + b + 1) as u32;
         }
     }
-    0
+    NO_ID
 }
 
 /// Marks owner id `id` free. Registry lock held.
 fn drop_id(id: u32) {
-    if id != 0 {
-        let i = id as usize - 1;
-        if let Some(word) = LIVE_IDS.get(i / 64) {
-            word.fetch_and(!(1 << (i % 64)), Ordering::Relaxed);
+    let i = id.wrapping_sub(1) as usize;
+    if let Some(word) = LIVE_IDS.get(i / 64) {
+        word.fetch_and(!(1 << (i % 64)), Ordering::Relaxed);
+    }
+}
+
+/// Per owner id, objects other threads freed into its spans (linked through word 0), pushed
+/// lock-free and taken all at once by the owner.
+static INBOX: [AtomicPtr<u8>; MAX_IDS] = [const { AtomicPtr::new(ptr::null_mut()) }; MAX_IDS];
+
+/// Per class, objects in inboxes (for statistics).
+static IN_TRANSIT: [AtomicU64; NUM_CLASSES] = [const { AtomicU64::new(0) }; NUM_CLASSES];
+
+/// Pushes the chain `head ..= tail` of `n` free objects of class `c` (linked through word 0, the
+/// free key in word 1) onto owner `owner`'s inbox. Lock-free; one successful compare-exchange.
+/// The inbox is a list of such chains: the head object of each carries `(n << 8) | c` in word 1
+/// instead of the key (restored when the owner takes it), so that the owner can move a whole chain
+/// into its bin without looking at its objects' spans.
+///
+/// # Safety
+/// The chain is well formed and its objects are free objects of spans `owner` owned when looked at.
+pub unsafe fn inbox_push(owner: u32, head: *mut u8, tail: *mut u8, n: usize, c: usize) {
+    let Some(slot) = INBOX.get(owner.wrapping_sub(1) as usize) else {
+        fatal("free", "corrupted span owner", owner as usize)
+    };
+    if let Some(k) = IN_TRANSIT.get(c) {
+        k.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    // SAFETY: `head` is a free object of at least 16 bytes (caller).
+    unsafe { *(head as *mut usize).add(1) = (n << 8) | c };
+    let mut old = slot.load(Ordering::Relaxed);
+    loop {
+        // SAFETY: `tail` is a free object we may link (caller).
+        unsafe { *(tail as *mut *mut u8) = old };
+        match slot.compare_exchange_weak(old, head, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(now) => old = now,
         }
     }
 }
@@ -270,12 +328,15 @@ fn init_thread() -> *mut ThreadCache {
         }
         // SAFETY: `tc` is a fresh zeroed record; linking it into the registry under its lock.
         unsafe {
+            (*tc).id = take_id();
             for c in 1..NUM_CLASSES {
                 (*tc).bins[c].max = START_MAX.min(2 * class_info(c).batch);
+                if (*tc).id != NO_ID {
+                    (*tc).remote[c].lim = class_info(c).batch;
+                }
             }
             (*tc).state = CacheState::Live;
             (*tc).budget = CACHE_BUDGET;
-            (*tc).id = take_id();
             (*tc).next = r.head;
             if !r.head.is_null() {
                 (*r.head).prev = tc;
@@ -294,40 +355,273 @@ fn init_thread() -> *mut ThreadCache {
         // SAFETY: `key` is a valid pthread key; the value is our cache record.
         unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, tc.cast()) };
     }
+    // SAFETY: our own new cache. Objects pushed to this id's inbox after its previous holder
+    // exited are routed to wherever their spans are now.
+    unsafe { drain_inbox(tc, false) };
     tls::set(tc);
     tc
 }
 
-/// Returns every object of `tc`'s bins to the central lists.
+/// The span of free object `p` of class `c`, checked (a corrupted list entry aborts).
+#[inline]
+fn span_of_object(p: *mut u8, c: usize) -> *mut Span {
+    let s = arena::span_of(p as usize);
+    // SAFETY: page map entries are valid span records.
+    match unsafe { s.as_ref() } {
+        Some(span)
+            if span.state == State::Small
+                && span.class as usize == c
+                && span.object_index(p as usize).is_some() =>
+        {
+            s
+        }
+        _ => fatal("free", "corrupted free list entry", p as usize),
+    }
+}
+
+/// Puts free object `p` back on its span `s`, which `tc` owns, and moves the span between the
+/// cache's lists (or gives it back) as needed.
+///
+/// # Safety
+/// `tc` is the calling thread's live cache (or exclusively ours) and owns `s`; `p` is an object
+/// start of `s`, of class `c`, no longer used.
+#[inline]
+unsafe fn free_owned(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, c: usize) {
+    // SAFETY: caller's contract.
+    unsafe {
+        let i = (*s).object_index(p as usize).unwrap_or(usize::MAX);
+        let r = (*s).push_free(p, i, free_key());
+        if r != Pushed::Ok {
+            span_changed(tc, s, c, r);
+        }
+    }
+}
+
+/// After `free` put an object back on owned span `s`: a span that had nothing to give moves to the
+/// partial list; a span with no object out is given back unless it is the class's only span with
+/// objects to give.
+///
+/// # Safety
+/// `tc` owns `s` (exclusively accessed), a small span of class `c`.
+#[cold]
+#[inline(never)]
+pub unsafe fn span_changed(tc: *mut ThreadCache, s: *mut Span, c: usize, r: Pushed) {
+    let c = checked(c);
+    // SAFETY: caller's contract; `s` is on one of `tc`'s lists per `in_full`.
+    unsafe {
+        let (partial, full) = (&mut (*tc).partial[c], &mut (*tc).full[c]);
+        if (*s).in_full {
+            // To the back: by the time refills reach it, more of its objects are back, so a
+            // refill moves many objects at once (mimalloc queues pages that get room the same way).
+            full.remove(s);
+            (*s).in_full = false;
+            partial.push_back(s);
+        }
+        if r == Pushed::Empty && partial.len > 1 {
+            partial.remove(s);
+            central::abandon(c, s);
+        }
+    }
+}
+
+/// Puts free object `p` (of span `s`, class `c`) where it belongs from thread cache `tc`: back on
+/// the span if `tc` owns it, else on `tc`'s remote list.
+///
+/// # Safety
+/// `tc` is a live cache with an id, used only by the caller; `p` is a free object start of `s`.
+unsafe fn route(tc: *mut ThreadCache, p: *mut u8, s: *mut Span, c: usize) {
+    // SAFETY: caller's contract.
+    unsafe {
+        if (*s).owner.load(Ordering::Relaxed) == (*tc).id {
+            free_owned(tc, s, p, c);
+            return;
+        }
+        let r = &mut (*tc).remote[c];
+        *(p as *mut *mut u8) = r.head;
+        *(p as *mut usize).add(1) = free_key();
+        r.head = p;
+        r.len += 1;
+        if r.len >= r.lim {
+            flush_remote(tc, c);
+        }
+    }
+}
+
+/// Hands `tc`'s remote list of class `c` over: objects of spans `tc` now owns go back to them,
+/// objects of unowned spans to the central list (one lock round trip), the rest to their owners'
+/// inboxes, one exchange per owner (the first few owners are grouped; rarer ones go one by one).
+///
+/// # Safety
+/// `tc` is a live cache with an id, used only by the caller.
+unsafe fn flush_remote(tc: *mut ThreadCache, c: usize) {
+    const GROUPS: usize = 4;
+    // SAFETY: caller's contract; list entries are free objects of class `c` linked through word 0.
+    unsafe {
+        let r = &mut (*tc).remote[c];
+        // Detach first (see `flush_all`).
+        let (mut p, n) = (r.head, r.len);
+        r.head = ptr::null_mut();
+        r.len = 0;
+        let mut groups = [(0u32, ptr::null_mut::<u8>(), ptr::null_mut::<u8>(), 0usize); GROUPS];
+        let (mut unowned, mut unowned_n) = (ptr::null_mut::<u8>(), 0);
+        let mut seen = 0;
+        while !p.is_null() && seen < n {
+            seen += 1;
+            let next = *(p as *mut *mut u8);
+            // Validated when it was freed; the span cannot have gone since (`p` counts as used).
+            let s = arena::span_of(p as usize);
+            if s.is_null() {
+                fatal("free", "corrupted free list entry", p as usize);
+            }
+            let owner = (*s).owner.load(Ordering::Relaxed);
+            if owner == (*tc).id {
+                free_owned(tc, s, p, c);
+            } else if owner == 0 {
+                *(p as *mut *mut u8) = unowned;
+                unowned = p;
+                unowned_n += 1;
+            } else {
+                match groups.iter_mut().find(|g| g.0 == owner || g.0 == 0) {
+                    Some(g) => {
+                        if g.0 == 0 {
+                            *g = (owner, p, p, 0);
+                            *(p as *mut *mut u8) = ptr::null_mut();
+                        } else {
+                            *(p as *mut *mut u8) = g.1;
+                            g.1 = p;
+                        }
+                        g.3 += 1;
+                    }
+                    None => inbox_push(owner, p, p, 1, c),
+                }
+            }
+            p = next;
+        }
+        for g in groups.iter().filter(|g| g.0 != 0) {
+            inbox_push(g.0, g.1, g.2, g.3, c);
+        }
+        if unowned_n > 0 {
+            central::release(c, unowned, unowned_n);
+        }
+    }
+}
+
+/// Takes everything in `tc`'s inbox back. With `splice`, a chain that fits in its class's bin
+/// moves there whole (its objects are this thread's, or free objects any thread may reuse);
+/// otherwise each object returns to its span if `tc` owns it, or is routed on.
+///
+/// # Safety
+/// `tc` is a live cache, used only by the caller.
+unsafe fn drain_inbox(tc: *mut ThreadCache, splice: bool) {
+    // SAFETY: caller's contract.
+    let id = unsafe { (*tc).id };
+    let Some(slot) = INBOX.get(id.wrapping_sub(1) as usize) else {
+        return;
+    };
+    if slot.load(Ordering::Relaxed).is_null() {
+        return;
+    }
+    let key = free_key();
+    let mut p = slot.swap(ptr::null_mut(), Ordering::Acquire);
+    let mut counts = [0u64; NUM_CLASSES];
+    while !p.is_null() {
+        // SAFETY: inbox entries are chains of free objects linked through word 0 whose head
+        // carries the chain's length and class in word 1 (published by the exchange's
+        // release/acquire pair).
+        unsafe {
+            let hdr = *(p as *mut usize).add(1);
+            let (n, c) = (hdr >> 8, hdr & 0xff);
+            if n == 0 || n > u32::MAX as usize || c == 0 || c >= NUM_CLASSES {
+                fatal("free", "corrupted inbox entry", p as usize);
+            }
+            *(p as *mut usize).add(1) = key;
+            let mut tail = p;
+            for _ in 1..n {
+                tail = *(tail as *mut *mut u8);
+                if tail.is_null() {
+                    fatal("free", "corrupted inbox entry", p as usize);
+                }
+            }
+            let next = *(tail as *mut *mut u8);
+            counts[c] += n as u64;
+            let bin = &mut (*tc).bins[c];
+            if splice && bin.len as usize + n <= bin.max as usize {
+                *(tail as *mut *mut u8) = bin.head;
+                bin.head = p;
+                bin.len += n as u32;
+            } else {
+                *(tail as *mut *mut u8) = ptr::null_mut();
+                let mut q = p;
+                while !q.is_null() {
+                    let after = *(q as *mut *mut u8);
+                    route(tc, q, span_of_object(q, c), c);
+                    q = after;
+                }
+            }
+            p = next;
+        }
+    }
+    for (k, n) in IN_TRANSIT.iter().zip(counts) {
+        if n > 0 {
+            k.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Returns every object of `tc`'s bins and remote lists to where it belongs, and drains its inbox.
+/// With `abandon`, also gives all its spans to the central lists (thread exit, fork child);
+/// without, only those with no object out.
 ///
 /// # Safety
 /// Nothing else uses `tc` (its thread is exiting, is the caller, or is gone after fork).
-unsafe fn flush_all(tc: *mut ThreadCache) {
-    for c in 1..NUM_CLASSES {
-        // SAFETY: exclusive access to `tc` (caller).
-        let (bin, r) = unsafe { (&mut (*tc).bins[c], &mut (*tc).remote[c]) };
-        let lists = [(bin.head, bin.len), (r.head, r.len)];
-        // Detach before giving back: a fork between the two must not find the objects still
-        // listed here (the child would give them back a second time).
-        *bin = Bin {
-            head: ptr::null_mut(),
-            len: 0,
-            max: bin.max,
-        };
-        *r = EMPTY_REMOTE;
-        for (head, len) in lists {
-            // Count the real list (bounded by len; lists end in null): robust even if a
-            // forked-away thread was cut off in the middle of a push or pop.
+unsafe fn flush_all(tc: *mut ThreadCache, abandon: bool) {
+    // SAFETY: exclusive access to `tc` (caller).
+    unsafe {
+        if (*tc).id == NO_ID {
+            return;
+        }
+        drain_inbox(tc, true);
+        for c in 1..NUM_CLASSES {
+            let bin = &mut (*tc).bins[c];
+            // Detach before giving back: a fork in between must not find the objects still
+            // listed here (the child would give them back a second time).
+            let (mut p, len) = (bin.head, bin.len);
+            bin.head = ptr::null_mut();
+            bin.len = 0;
+            // Walk at most `len` (lists end in null): robust even if a forked-away thread was
+            // cut off in the middle of a push or pop.
             let mut n = 0;
-            let mut p = head;
-            while !p.is_null() && n < len as usize {
+            while !p.is_null() && n < len {
                 n += 1;
-                // SAFETY: list entries are free objects holding the next link.
-                p = unsafe { *(p as *mut *mut u8) };
+                let next = *(p as *mut *mut u8);
+                route(tc, p, span_of_object(p, c), c);
+                p = next;
             }
-            if n > 0 {
-                // SAFETY: the first `n` objects of the list are free objects of class `c`.
-                unsafe { central::release(c, head, n) };
+            flush_remote(tc, c);
+        }
+        for c in 1..NUM_CLASSES {
+            for full in [false, true] {
+                let list = if full {
+                    &mut (*tc).full[c]
+                } else {
+                    &mut (*tc).partial[c]
+                };
+                let mut s = list.head;
+                while !s.is_null() {
+                    let next = (*s).next;
+                    if abandon || (*s).used == 0 {
+                        list.remove(s);
+                        central::abandon(c, s);
+                    }
+                    s = next;
+                }
+            }
+        }
+        if abandon {
+            // Frees that reached the inbox meanwhile now find the spans unowned.
+            drain_inbox(tc, false);
+            for c in 1..NUM_CLASSES {
+                flush_remote(tc, c);
             }
         }
     }
@@ -361,7 +655,7 @@ extern "C" fn thread_exit(arg: *mut libc::c_void) {
     // SAFETY: `tc` is this thread's registered cache; the slot no longer points to it, so nothing
     // else uses it.
     unsafe {
-        flush_all(tc);
+        flush_all(tc, true);
         with_registry(|r| unregister(r, tc));
     }
 }
@@ -376,42 +670,75 @@ fn checked(c: usize) -> usize {
     c
 }
 
-/// Slow path of a small allocation of class `c`: refill the bin (or set the thread up) and pop.
-/// Null if out of memory.
+/// Slow path of a small allocation of class `c`: refill the bin from the thread's spans (or set
+/// the thread up) and pop. Null if out of memory.
 #[cold]
 #[inline(never)]
 pub fn alloc_slow(c: usize) -> *mut u8 {
     let c = checked(c);
     let mut tc = tls::get();
-    // SAFETY: the slot always holds a valid cache; only a Live one is written.
+    // SAFETY: the slot always holds a valid cache; only a Live one with an id is written, and its
+    // spans are ours.
     unsafe {
         if (*tc).state == CacheState::Uninit {
             tc = init_thread();
         }
-        if (*tc).state == CacheState::Dead {
-            let mut p = ptr::null_mut();
-            central::fetch(c, 1, &mut p, 0);
+        if (*tc).id == NO_ID {
+            let p = central::alloc_one(c);
             if !p.is_null() {
                 *(p as *mut usize).add(1) = 0;
                 UNCACHED_ALLOCS[c].fetch_add(1, Ordering::Relaxed);
             }
             return p;
         }
+        drain_inbox(tc, true);
+        // Gather about a batch (fewer while the bin's limit slow-starts) from the owned spans:
+        // whole free lists first, then never-used objects, from at most `SCAN` spans once some
+        // objects were found. A thread that uses a class a little (short-lived threads touch many
+        // classes a few times) carves a few objects, not a whole span.
+        const SCAN: usize = 4;
+        let batch = class_info(c).batch;
         let bin = &mut (*tc).bins[c];
-        if bin.head.is_null() {
-            // Slow start: a bin fetches at most its limit, and the limit doubles up to two batches
-            // each time the bin runs dry. A thread that uses a class a little (short-lived threads
-            // touch many classes a few times) moves a few objects, not whole batches, through the
-            // central list.
-            let batch = class_info(c).batch;
-            let n = batch.min(bin.max);
-            if bin.max < 2 * batch {
-                bin.max = (bin.max * 2).min(2 * batch);
+        let target = batch.min(bin.max.max(1));
+        if bin.max < 2 * batch {
+            bin.max = (bin.max * 2).min(2 * batch);
+        }
+        let mut scanned = 0;
+        while bin.len < target && (bin.len == 0 || scanned < SCAN) {
+            scanned += 1;
+            let partial = &mut (*tc).partial[c];
+            let mut s = partial.head;
+            if s.is_null() {
+                if bin.len > 0 {
+                    break;
+                }
+                s = central::take_span(c, (*tc).id);
+                if s.is_null() {
+                    return ptr::null_mut();
+                }
+                partial.push(s);
             }
-            let got = central::fetch(c, n as usize, &mut bin.head, (*tc).id);
-            bin.len += got as u32;
-            if got == 0 {
-                return ptr::null_mut();
+            let (head, n) = (*s).take_all();
+            if n > 0 {
+                // Append the bin's list behind the span's (bounded walk to the new list's tail).
+                let mut tail = head;
+                let mut k = 1;
+                while k < n && !(*(tail as *mut *mut u8)).is_null() {
+                    tail = *(tail as *mut *mut u8);
+                    k += 1;
+                }
+                *(tail as *mut *mut u8) = bin.head;
+                bin.head = head;
+                bin.len += n as u32;
+            }
+            if bin.len < target {
+                let k = (*s).carve((target - bin.len) as usize, &mut bin.head, free_key());
+                bin.len += k as u32;
+            }
+            if !(*s).has_free() {
+                partial.remove(s);
+                (*s).in_full = true;
+                (*tc).full[c].push(s);
             }
         }
         let p = bin.head;
@@ -423,14 +750,82 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
     }
 }
 
-/// Slow path of freeing small object `p` of class `c`: the bin is full, the thread has no cache
-/// yet or any more, or `p` carries the free key (a possible double free).
+/// A free of object `p` (index `i`) of span `s`, which this thread owns, found the bin of class
+/// `c` full: a class that keeps overflowing gets a longer bin while the cache's budget lasts (a
+/// thread that frees what it allocated in bursts then reuses its objects through the bin);
+/// otherwise `p` goes straight back on its span.
+///
+/// # Safety
+/// `tc` is the calling thread's live cache and owns `s`; `p` is object `i` of `s`, no longer used.
+#[cold]
+#[inline(never)]
+pub unsafe fn free_local_full(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, i: usize, c: usize) {
+    let c = checked(c);
+    // SAFETY: caller's contract.
+    unsafe {
+        if grow_bin(tc, c) {
+            let bin = &mut (*tc).bins[c];
+            *(p as *mut *mut u8) = bin.head;
+            *(p as *mut usize).add(1) = free_key();
+            bin.head = p;
+            bin.len += 1;
+            return;
+        }
+        let r = (*s).push_free(p, i, free_key());
+        if r != Pushed::Ok {
+            span_changed(tc, s, c, r);
+        }
+    }
+}
+
+/// Raises the limit of `tc`'s full bin of class `c` by a batch if the class is under its cap and
+/// the cache's budget allows; whether it did.
+///
+/// # Safety
+/// `tc` is the calling thread's live cache.
+unsafe fn grow_bin(tc: *mut ThreadCache, c: usize) -> bool {
+    // SAFETY: caller's contract.
+    unsafe {
+        let bin = &mut (*tc).bins[c];
+        let cap = BIN_CAP.get(c).copied().unwrap_or(0);
+        if bin.max >= cap || (*tc).budget == 0 {
+            return false;
+        }
+        let k = class_info(c);
+        let grow = k.batch as usize * k.size as usize;
+        if (*tc).budget >= grow {
+            bin.max += k.batch;
+            (*tc).budget -= grow;
+            return bin.len < bin.max;
+        }
+    }
+    false
+}
+
+/// Slow path of Rust's sized free of small object `p` of class `c`: the bin is full. `p` takes the
+/// C `free` path, which looks its span up: an object of this thread's span may then grow the bin
+/// (`free_local_full`), one of another thread's span goes on the remote list instead of filling
+/// this thread's bin with objects it would reuse next to the owner's data.
+///
+/// # Safety
+/// `p` is a live object of class `c` (Rust's `dealloc` contract).
+#[cold]
+#[inline(never)]
+pub unsafe fn free_sized_slow(p: *mut u8, c: usize) {
+    let _ = c;
+    // SAFETY: forwarded caller contract.
+    unsafe { crate::alloc::free(p) }
+}
+
+/// Slow path of freeing small object `p` of class `c` in span `span`: `p` carries the free key (a
+/// possible double free), its span is not this thread's and the remote list is full, or the thread
+/// has no cache yet or any more.
 ///
 /// # Safety
 /// `p` is the start of an object of a small span of class `c` (checked by the caller).
 #[cold]
 #[inline(never)]
-pub unsafe fn free_slow(p: *mut u8, c: usize, span: *mut crate::span::Span) {
+pub unsafe fn free_slow(p: *mut u8, c: usize, span: *mut Span) {
     let c = checked(c);
     let mut tc = tls::get();
     // SAFETY: the slot holds a valid cache; `p` is an object of class `c` (caller).
@@ -441,71 +836,36 @@ pub unsafe fn free_slow(p: *mut u8, c: usize, span: *mut crate::span::Span) {
         if (*tc).state == CacheState::Uninit {
             tc = init_thread();
         }
-        if (*tc).state == CacheState::Dead {
-            central::release(c, p, 1);
-            return;
-        }
-        let batch = class_info(c).batch;
-        let owner = (*span).owner.load(Ordering::Relaxed);
-        if owner != (*tc).id && owner != 0 && is_live(owner) {
-            let r = &mut (*tc).remote[c];
-            *(p as *mut *mut u8) = r.head;
-            *(p as *mut usize).add(1) = free_key();
-            r.head = p;
-            r.len += 1;
-            if r.len >= batch {
-                // Detach first (see `flush_all`).
-                let (head, n) = (r.head, r.len as usize);
-                *r = EMPTY_REMOTE;
-                central::release(c, head, n);
+        if (*tc).id == NO_ID {
+            // No remote list to batch on: straight to the central list or the owner's inbox.
+            let owner = (*span).owner.load(Ordering::Relaxed);
+            if owner == 0 {
+                *(p as *mut *mut u8) = ptr::null_mut();
+                central::release(c, p, 1);
+            } else {
+                *(p as *mut usize).add(1) = free_key();
+                inbox_push(owner, p, p, 1, c);
             }
             return;
         }
-        let bin = &mut (*tc).bins[c];
-        let grow = batch as usize * class_info(c).size as usize;
-        if bin.len >= bin.max && bin.max < bin_cap(c) && (*tc).budget >= grow {
-            // A class that keeps overflowing gets a longer list, so that a thread that frees what
-            // it allocated in bursts stops going through the central list.
-            bin.max += batch;
-            (*tc).budget -= grow;
-        }
-        if bin.len >= bin.max {
-            // Give back one batch from the front of the list.
-            let n = batch.min(bin.len) as usize;
-            let first = bin.head;
-            let mut last = first;
-            for _ in 1..n {
-                last = *(last as *mut *mut u8);
-            }
-            bin.head = *(last as *mut *mut u8);
-            bin.len -= n as u32;
-            central::release(c, first, n);
-        }
-        *(p as *mut *mut u8) = bin.head;
-        *(p as *mut usize).add(1) = free_key();
-        bin.head = p;
-        bin.len += 1;
+        route(tc, p, span, c);
     }
 }
 
 /// Whether small object `p` (of class `c` in `span`) is known to be free already: it carries the
-/// free key and is in this thread's cache or back in its span.
+/// free key and is in this thread's cache or back on its span's list.
 ///
 /// # Safety
 /// `p` is the start of an object of the small span `span` of class `c`.
-pub unsafe fn is_freed(p: *mut u8, c: usize, span: *mut crate::span::Span) -> bool {
+pub unsafe fn is_freed(p: *mut u8, c: usize, span: *mut Span) -> bool {
     // SAFETY: `p` is an object of at least 16 bytes (caller).
     unsafe { *(p as *mut usize).add(1) == free_key() && is_double_free(tls::get(), p, c, span) }
 }
 
-/// Confirms a suspected double free: `p` is on this thread's bin, or its span says it is not out.
-/// A block whose user data merely equals the key is neither, and is freed normally.
-unsafe fn is_double_free(
-    tc: *mut ThreadCache,
-    p: *mut u8,
-    c: usize,
-    span: *mut crate::span::Span,
-) -> bool {
+/// Confirms a suspected double free: `p` is on this thread's bin or remote list, or on its span's
+/// free list (checked by the span's owner; another thread's span is checked by that owner when the
+/// object reaches it). A block whose user data merely equals the key is none of these.
+unsafe fn is_double_free(tc: *mut ThreadCache, p: *mut u8, c: usize, span: *mut Span) -> bool {
     let c = checked(c);
     // SAFETY: `tc` is this thread's cache; list entries hold the next link.
     unsafe {
@@ -521,28 +881,36 @@ unsafe fn is_double_free(
                 n += 1;
             }
         }
-        !central::is_out(span, p)
+        let owner = (*span).owner.load(Ordering::Relaxed);
+        if owner == (*tc).id {
+            return (*span)
+                .object_index(p as usize)
+                .is_some_and(|i| (*span).is_listed(i));
+        }
+        owner == 0 && central::is_listed(span, p) == Some(true)
     }
 }
 
-/// Returns the calling thread's cached objects to the central lists (used by `collect`).
+/// Returns the calling thread's cached objects to their spans and its spans with no object out to
+/// the central lists (used by `collect`).
 pub fn flush_current() {
     let tc = tls::get();
     // SAFETY: the slot holds a valid cache; only a Live one is ours to flush.
     unsafe {
         if (*tc).state == CacheState::Live {
-            flush_all(tc);
+            flush_all(tc, false);
         }
     }
 }
 
-/// Adds, per class, the objects held in all live thread caches to `cached` and the small objects
-/// allocated since start (all threads, live or gone) to `allocs`. Racy while other threads
-/// allocate; exact when they are quiescent.
+/// Adds, per class, the objects held in all live thread caches and inboxes to `cached` and the
+/// small objects allocated since start (all threads, live or gone) to `allocs`. Racy while other
+/// threads allocate; exact when they are quiescent.
 pub fn fold_counts(cached: &mut [u64; NUM_CLASSES], allocs: &mut [u64; NUM_CLASSES]) {
     with_registry(|r| {
         for c in 0..NUM_CLASSES {
             allocs[c] += r.retired_allocs[c] + UNCACHED_ALLOCS[c].load(Ordering::Relaxed);
+            cached[c] += IN_TRANSIT[c].load(Ordering::Relaxed);
         }
         let mut tc = r.head;
         while !tc.is_null() {
@@ -564,10 +932,39 @@ pub fn thread_counts() -> (usize, u64) {
     with_registry(|r| (r.live, r.created))
 }
 
-/// In a forked child: every other thread is gone, so give their cached objects back and drop their
-/// caches. Locks must already have been reset.
+/// In a forked child: every other thread is gone, possibly stopped halfway through changing one of
+/// its spans or lists. Their spans are rebuilt from their free lists and given to the central
+/// lists (found by walking the page heap, not through the caches' lists, which may be torn), then
+/// their cached objects are given back and their caches dropped. Locks must already have been
+/// reset.
 pub fn after_fork_child() {
     let me = tls::get();
+    // SAFETY: the slot holds a valid cache.
+    let my_id = unsafe { (*me).id };
+    let mut orphans = SpanList::new();
+    crate::page_heap::with(|h| {
+        h.for_each_small_span(|s| {
+            // SAFETY: single-threaded child; a span owned by another (gone) thread is ours now.
+            unsafe {
+                let o = (*s).owner.load(Ordering::Relaxed);
+                if o != 0 && o != my_id {
+                    (*s).rebuild();
+                    (*s).owner.store(0, Ordering::Relaxed);
+                    (*s).linked = false;
+                    (*s).in_full = false;
+                    orphans.push(s);
+                }
+            }
+        })
+    });
+    while !orphans.head.is_null() {
+        let s = orphans.head;
+        // SAFETY: `s` is an unowned small span on our local list only.
+        unsafe {
+            orphans.remove(s);
+            central::abandon((*s).class as usize, s);
+        }
+    }
     with_registry(|r| {
         let mut tc = r.head;
         while !tc.is_null() {
@@ -575,7 +972,9 @@ pub fn after_fork_child() {
             unsafe {
                 let next = (*tc).next;
                 if tc != me {
-                    flush_all(tc);
+                    (*tc).partial = [const { SpanList::new() }; NUM_CLASSES];
+                    (*tc).full = [const { SpanList::new() }; NUM_CLASSES];
+                    flush_all(tc, true);
                     unregister(r, tc);
                 }
                 tc = next;

@@ -1,16 +1,15 @@
-//! Central lists: per size class, the spans that have objects to give (Go's `mcentral`).
+//! Central lists: per size class, the spans no thread owns (Go's `mcentral`).
 //!
-//! Thread caches come here in batches: [`fetch`] moves up to a batch of objects from spans into a
-//! cache's list, taking a new span from the page heap when no span has any; [`release`] takes a
-//! batch back, returning each object to its span, and gives a span whose objects are all back to
-//! the page heap. A batch costs one lock round trip, so a cross-thread free (which waits on the
-//! freeing thread's remote list) costs a fraction of an atomic operation on average.
+//! A thread cache takes a span of a class for itself with [`take_span`] (an unowned span with
+//! objects to give, else a fresh one from the page heap) and then allocates from it and frees into
+//! it without any lock. It gives a span back with [`abandon`] when the span has no object out, and
+//! all of them at thread exit. Objects of unowned spans come back through [`release`], in
+//! batches. Threads without an owner id (dead threads, or past `MAX_IDS` live ones) allocate
+//! one object at a time with [`alloc_one`].
 //!
-//! This is where small double frees are caught for certain: each span's `out` bitmap says which of
-//! its objects are out, and returning an object that is not out is fatal.
-//!
-//! Invariants (under the class's lock): a small span of class `c` is on `CENTRAL[c].nonempty` ⇔ it
-//! has an object to give; see `span.rs` for the per-span equations. Lock order: central → heap.
+//! Invariants (under the class's lock): an unowned small span of class `c` is on
+//! `CENTRAL[c].nonempty` ⇔ it has an object to give; a span's `owner` changes only under its class
+//! lock; see `span.rs` for the per-span equations. Lock order: central → heap.
 
 use crate::arena;
 use crate::cache;
@@ -18,37 +17,32 @@ use crate::fatal::fatal;
 use crate::lock::Lock;
 use crate::page_heap;
 use crate::size_class::NUM_CLASSES;
-use crate::span::{Span, SpanList, State};
+use crate::span::{Pushed, Span, SpanList, State};
 use core::cell::UnsafeCell;
 use core::sync::atomic::Ordering;
 
 /// Counters of one class (under its lock).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClassCounters {
-    /// Objects handed to thread caches (or dead threads) since start.
-    pub fetched: u64,
-    /// Objects given back since start.
-    pub released: u64,
-    /// Batches fetched.
-    pub fetches: u64,
-    /// Batches released.
-    pub releases: u64,
-    /// Spans currently in use by this class.
+    /// Spans currently in use by this class (owned or not).
     pub spans: u64,
     /// Spans allocated from the page heap since start.
     pub spans_allocated: u64,
+    /// Spans handed to thread caches since start.
+    pub spans_taken: u64,
+    /// Spans given back by thread caches since start.
+    pub spans_abandoned: u64,
+    /// Objects returned to unowned spans since start.
+    pub released: u64,
 }
 
 struct Inner {
     nonempty: SpanList,
-    /// Completely free spans kept on `nonempty` (at most [`KEEP_EMPTY`]), unowned, so that the
-    /// next thread needing a span of this class does not go through the page heap.
-    empty: usize,
+    /// One unowned span with no object out, kept on `nonempty` (or null), so that the next thread
+    /// needing a span of this class does not go through the page heap.
+    kept: *mut Span,
     counters: ClassCounters,
 }
-
-/// Completely free spans a class keeps instead of returning them to the page heap at once.
-const KEEP_EMPTY: usize = 1;
 
 /// The central list of one class.
 #[repr(align(64))]
@@ -66,14 +60,13 @@ pub static CENTRAL: [Central; NUM_CLASSES] = [const {
         lock: Lock::new(),
         inner: UnsafeCell::new(Inner {
             nonempty: SpanList::new(),
-            empty: 0,
+            kept: core::ptr::null_mut(),
             counters: ClassCounters {
-                fetched: 0,
-                released: 0,
-                fetches: 0,
-                releases: 0,
                 spans: 0,
                 spans_allocated: 0,
+                spans_taken: 0,
+                spans_abandoned: 0,
+                released: 0,
             },
         }),
     }
@@ -108,234 +101,177 @@ impl Central {
     }
 }
 
-/// Pushes up to `n` objects of class `c` onto the list at `*head` (links in each object's first
-/// word) for the thread cache with owner id `me` (0: a thread without a cache). Returns how many;
-/// 0 means out of memory.
-///
-/// Spans belong to the thread cache that last took objects from them (`Span::owner`): a thread
-/// prefers, among the first few spans of the list, one of its own, one nobody owns, or one whose
-/// owner has exited; only if all of those belong to other live threads does it take over the
-/// first (a new span per thread and class would cost memory and page heap work). So threads
-/// mostly get objects on cache lines of their own, and a span's metadata stays with one thread.
-pub fn fetch(c: usize, n: usize, head: &mut *mut u8, me: u32) -> usize {
-    central(c).with(|inner| {
-        let mut got = 0;
-        while got < n {
-            let mut s = pick(inner, me);
-            if s.is_null() {
-                s = page_heap::with(|h| h.alloc_small(c));
-                if s.is_null() {
-                    break;
-                }
-                inner.counters.spans += 1;
-                inner.counters.spans_allocated += 1;
-                // SAFETY: a fresh small span, on no list.
-                unsafe { inner.nonempty.push(s) };
+impl Inner {
+    /// An unowned span with an object to give, still on the nonempty list, or a fresh one from
+    /// the page heap (on no list). Null if out of memory.
+    fn any_span(&mut self, c: usize) -> *mut Span {
+        let s = self.nonempty.head;
+        if !s.is_null() {
+            if s == self.kept {
+                self.kept = core::ptr::null_mut();
             }
-            // SAFETY: spans on the nonempty list are valid small spans of class `c` with an
-            // object to give; the objects they give are ours to link.
-            unsafe {
-                let span = &mut *s;
-                if me != 0 {
-                    span.owner.store(me, Ordering::Relaxed);
+            return s;
+        }
+        let s = page_heap::with(|h| h.alloc_small(c));
+        if !s.is_null() {
+            self.counters.spans += 1;
+            self.counters.spans_allocated += 1;
+        }
+        s
+    }
+
+    /// Settles an unowned span's list membership after objects came back or left: listed iff it
+    /// has an object to give; with no object out it is kept (if no other span is) or returned to
+    /// the page heap.
+    ///
+    /// # Safety
+    /// `s` is an unowned small span of this class; the lock is held.
+    unsafe fn settle(&mut self, s: *mut Span) {
+        // SAFETY: caller's contract.
+        unsafe {
+            if (*s).used == 0 && (self.kept.is_null() || self.kept == s) {
+                self.kept = s;
+                if !(*s).linked {
+                    self.nonempty.push(s);
                 }
-                if span.used == 0 && !span.free.is_null() {
-                    // A kept empty span (a fresh one has no free list yet).
-                    inner.empty -= 1;
+            } else if (*s).used == 0 {
+                if (*s).linked {
+                    self.nonempty.remove(s);
                 }
-                got += span.take_batch(n - got, head);
-                if !span.has_free() {
-                    inner.nonempty.remove(s);
+                self.counters.spans -= 1;
+                page_heap::with(|h| h.free_small(s));
+            } else if (*s).has_free() {
+                if !(*s).linked {
+                    self.nonempty.push(s);
                 }
-                #[cfg(feature = "expensive-checks")]
-                span.check();
+            } else if (*s).linked {
+                self.nonempty.remove(s);
             }
         }
-        inner.counters.fetched += got as u64;
-        inner.counters.fetches += 1;
-        got
+    }
+}
+
+/// A span of class `c` for the thread cache with owner id `me`: an unowned one with objects to
+/// give, or a fresh one. The span is on no list and owned by `me`. Null if out of memory.
+pub fn take_span(c: usize, me: u32) -> *mut Span {
+    central(c).with(|inner| {
+        let s = inner.any_span(c);
+        if !s.is_null() {
+            // SAFETY: a valid small span of class `c`, unowned; we hold the class lock.
+            unsafe {
+                if (*s).linked {
+                    inner.nonempty.remove(s);
+                }
+                (*s).owner.store(me, Ordering::Relaxed);
+                (*s).in_full = false;
+            }
+            inner.counters.spans_taken += 1;
+        }
+        s
     })
 }
 
-/// How many spans of the nonempty list `fetch` looks at for one it may take.
-const PICK_DEPTH: usize = 8;
-
-/// The span of the nonempty list the cache with id `me` should take objects from (null if the
-/// list is empty).
-fn pick(inner: &Inner, me: u32) -> *mut Span {
-    let mut s = inner.nonempty.head;
-    if me == 0 {
-        return s;
-    }
-    for _ in 0..PICK_DEPTH {
-        if s.is_null() {
-            break;
+/// Gives an owned span back: it becomes unowned and is listed, kept or returned to the page heap.
+///
+/// # Safety
+/// `s` is a small span of class `c` owned by the caller's thread cache, on none of its lists.
+pub unsafe fn abandon(c: usize, s: *mut Span) {
+    central(c).with(|inner| {
+        // SAFETY: the caller owned `s` until now; under the class lock it becomes central's.
+        unsafe {
+            #[cfg(feature = "expensive-checks")]
+            (*s).check();
+            (*s).owner.store(0, Ordering::Relaxed);
+            inner.settle(s);
         }
-        // SAFETY: spans on the list are valid; `owner` is an atomic.
-        let (owner, next) = unsafe { ((*s).owner.load(Ordering::Relaxed), (*s).next) };
-        if owner == me || owner == 0 || !cache::is_live(owner) {
-            return s;
-        }
-        s = next;
-    }
-    // Only other live threads' spans near the front: share the first rather than start a new
-    // span (a new span per thread and class costs memory and page heap work).
-    inner.nonempty.head
+        inner.counters.spans_abandoned += 1;
+    })
 }
 
-/// Returns `count` objects of class `c`, linked from `head` through their first words.
+/// One object of class `c` for a thread without an owner id (taken from an unowned span, which
+/// stays unowned). Null if out of memory.
+pub fn alloc_one(c: usize) -> *mut u8 {
+    central(c).with(|inner| {
+        let s = inner.any_span(c);
+        if s.is_null() {
+            return s.cast();
+        }
+        // SAFETY: an unowned small span of class `c` with an object to give; lock held.
+        unsafe {
+            let mut p = (*s).pop_one();
+            if p.is_null() {
+                (*s).carve(1, &mut p, 0);
+            }
+            inner.settle(s);
+            p
+        }
+    })
+}
+
+/// Returns `count` objects of class `c`, linked from `head` through their first words, whose spans
+/// were unowned when the caller looked. An object whose span has been taken by a thread since goes
+/// to that thread's inbox instead. Aborts on a double free (an object already on its span's list).
 ///
 /// # Safety
 /// Each object was handed out for class `c` and is no longer used; `count` matches the list.
 pub unsafe fn release(c: usize, head: *mut u8, count: usize) {
+    let key = cache::free_key();
     central(c).with(|inner| {
-        // Objects freed together mostly share a span, so the loop works on one span at a time
-        // with its list head and count in registers, and settles the span's list membership when
-        // it moves on (`Returning::finish`).
-        let mut cur = Returning::NONE;
         let mut p = head;
         for _ in 0..count {
             // SAFETY: the caller guarantees `p` is a freed object of class `c`.
             let next = unsafe { *(p as *mut *mut u8) };
             let a = p as usize;
-            if a.wrapping_sub(cur.start) >= cur.len {
-                // SAFETY: `cur` is NONE or a span loaded below.
-                unsafe { cur.finish(inner) };
-                let s = arena::span_of(a);
-                // SAFETY: page map entries are valid spans.
-                if s.is_null() || unsafe { (*s).state != State::Small || (*s).class as usize != c }
-                {
-                    fatal("free", "corrupted thread cache entry", a);
+            let s = arena::span_of(a);
+            // SAFETY: page map entries are valid spans; class and geometry are immutable while
+            // the span is small.
+            let i = match unsafe { s.as_ref() } {
+                Some(span) if span.state == State::Small && span.class as usize == c => {
+                    span.object_index(a)
                 }
-                // SAFETY: a live small span of class `c`; we hold its class lock.
-                cur = unsafe { Returning::load(s) };
-            }
-            let off = a - cur.start;
-            let i = ((off as u64 * cur.magic as u64) >> 32) as usize;
-            if i * cur.size != off {
-                fatal("free", "corrupted thread cache entry", a);
-            }
-            // SAFETY: `cur.span` is live and locked.
-            let Some(word) = (unsafe { (*cur.span).out.get_mut(i / 64) }) else {
-                fatal("free", "corrupted thread cache entry", a)
+                _ => None,
             };
-            let bit = 1u64 << (i % 64);
-            if *word & bit == 0 {
-                fatal("free", "double free", a);
+            let Some(i) = i else {
+                fatal("free", "corrupted free list entry", a)
+            };
+            // SAFETY: `s` is a small span of class `c`; the class lock is held, so its owner is
+            // stable and, if 0, its objects are ours to change.
+            unsafe {
+                let owner = (*s).owner.load(Ordering::Relaxed);
+                if owner != 0 {
+                    *(p as *mut *mut u8) = core::ptr::null_mut();
+                    cache::inbox_push(owner, p, p, 1, c);
+                } else {
+                    if (*s).push_free(p, i, key) != Pushed::Ok || !(*s).linked {
+                        inner.settle(s);
+                    }
+                    inner.counters.released += 1;
+                }
             }
-            *word &= !bit;
-            // SAFETY: the object is free again; link it into the span's list.
-            unsafe { *(p as *mut *mut u8) = cur.free };
-            cur.free = p;
-            cur.used -= 1;
             p = next;
         }
-        // SAFETY: as above.
-        unsafe { cur.finish(inner) };
-        inner.counters.released += count as u64;
-        inner.counters.releases += 1;
     })
 }
 
-/// The span `release` is returning objects to, with its hot fields held locally.
-struct Returning {
-    span: *mut Span,
-    start: usize,
-    len: usize,
-    size: usize,
-    magic: u32,
-    free: *mut u8,
-    used: u32,
-    was_full: bool,
-}
-
-impl Returning {
-    const NONE: Returning = Returning {
-        span: core::ptr::null_mut(),
-        start: 0,
-        len: 0,
-        size: 1,
-        magic: 0,
-        free: core::ptr::null_mut(),
-        used: 0,
-        was_full: false,
-    };
-
-    /// # Safety
-    /// `s` is a live small span whose class lock is held.
-    unsafe fn load(s: *mut Span) -> Returning {
-        // SAFETY: caller's contract.
-        let span = unsafe { &*s };
-        Returning {
-            span: s,
-            start: span.start,
-            len: span.end - span.start,
-            size: span.size as usize,
-            magic: span.magic,
-            free: span.free,
-            used: span.used,
-            was_full: !span.has_free(),
-        }
-    }
-
-    /// Writes the fields back and fixes the span's list membership: a span that was full goes on
-    /// the nonempty list, a span with no object out goes back to the page heap.
-    ///
-    /// # Safety
-    /// `self` is NONE or was loaded from a live span whose class lock is still held.
-    unsafe fn finish(&mut self, inner: &mut Inner) {
-        let s = self.span;
-        if s.is_null() {
-            return;
-        }
-        // SAFETY: caller's contract.
-        unsafe {
-            (*s).free = self.free;
-            (*s).used = self.used;
-            if self.used == 0 && inner.empty < KEEP_EMPTY {
-                // Keep it for the next thread that needs a span of this class.
-                if self.was_full {
-                    inner.nonempty.push(s);
-                }
-                (*s).owner.store(0, Ordering::Relaxed);
-                inner.empty += 1;
-            } else if self.used == 0 {
-                if !self.was_full {
-                    inner.nonempty.remove(s);
-                }
-                inner.counters.spans -= 1;
-                page_heap::with(|h| h.free_small(s));
-            } else {
-                if self.was_full {
-                    inner.nonempty.push(s);
-                }
-                #[cfg(feature = "expensive-checks")]
-                (*s).check();
-            }
-        }
-        *self = Returning::NONE;
-    }
-}
-
-/// Whether object `p` of small span `s` is out of its span (under the class lock): `false` means
-/// a free of `p` is a double free.
+/// Whether object `p` of small span `s` is on its span's free list, if `s` is (still) an unowned
+/// span of its class: `Some(true)` means a free of `p` is a double free. `None` if `s` has an
+/// owner (only the owner can tell).
 ///
 /// # Safety
-/// `s` is the small span of `p` and `p` is an object start.
-pub unsafe fn is_out(s: *mut Span, p: *mut u8) -> bool {
-    // SAFETY: the caller guarantees `s` is a small span (its class is immutable while small).
+/// `s` was the small span of `p` and `p` an object start of it.
+pub unsafe fn is_listed(s: *mut Span, p: *mut u8) -> Option<bool> {
+    // SAFETY: the caller guarantees `s` is a span record (records are never unmapped).
     let c = unsafe { (*s).class as usize };
     central(c).with(|_| {
-        // SAFETY: the class lock is held, so the bitmap is stable; `s` may have been freed and
-        // reused meanwhile, so re-check that it still is a small span of class `c`.
+        // SAFETY: the class lock is held; `s` may have changed meanwhile, so re-check it.
         unsafe {
-            if (*s).state != State::Small || (*s).class as usize != c {
-                return false;
+            if (*s).state != State::Small
+                || (*s).class as usize != c
+                || (*s).owner.load(Ordering::Relaxed) != 0
+            {
+                return None;
             }
-            match (*s).object_index(p as usize) {
-                Some(i) => (*s).is_out(i),
-                None => false,
-            }
+            (*s).object_index(p as usize).map(|i| (*s).is_listed(i))
         }
     })
 }
@@ -344,18 +280,14 @@ pub unsafe fn is_out(s: *mut Span, p: *mut u8) -> bool {
 pub fn release_empty_spans() {
     for central in CENTRAL.iter().skip(1) {
         central.with(|inner| {
-            let mut s = inner.nonempty.head;
-            while !s.is_null() && inner.empty > 0 {
-                // SAFETY: spans on the list are valid small spans of this class.
+            let s = inner.kept;
+            if !s.is_null() {
+                inner.kept = core::ptr::null_mut();
+                // SAFETY: the kept span is an unowned listed span with no object out.
                 unsafe {
-                    let next = (*s).next;
-                    if (*s).used == 0 {
-                        inner.nonempty.remove(s);
-                        inner.empty -= 1;
-                        inner.counters.spans -= 1;
-                        page_heap::with(|h| h.free_small(s));
-                    }
-                    s = next;
+                    inner.nonempty.remove(s);
+                    inner.counters.spans -= 1;
+                    page_heap::with(|h| h.free_small(s));
                 }
             }
         });

@@ -23,11 +23,16 @@
 //!   object.
 //! - **Page heap** (`page_heap`): all free runs; hands out spans, coalesces freed ones, gives pages
 //!   back to the OS.
-//! - **Owner**: the thread cache a small span hands its objects to. Threads take objects from their
-//!   own spans (or unowned ones), so two threads' objects do not share cache lines.
-//! - **Central list** (`central`): per class, the spans with free objects; moves objects to and from
-//!   thread caches in batches, under a per-class lock.
-//! - **Thread cache** (`cache`): per thread and class, a list of free objects: the lock-free fast path.
+//! - **Owner**: the thread cache a small span belongs to. Only the owner allocates from a span and
+//!   frees into it, without a lock; other threads hand their frees of its objects to the owner's
+//!   *inbox*. So a thread's objects come from its own pages and two threads' objects do not share
+//!   cache lines.
+//! - **Central list** (`central`): per class, the spans no thread owns (left by exited threads, or
+//!   given back when empty); a thread takes a span from here, or a fresh one, when its own have no
+//!   free objects. Per-class lock.
+//! - **Thread cache** (`cache`): per thread and class, a list of free objects (the bin: the
+//!   lock-free fast path), the owned spans (partial and full), and a remote list of frees for
+//!   spans other threads own.
 //! - **Huge block**: above 32 MiB, mapped directly from the OS and unmapped on free.
 //!
 //! Layers, bottom-up (`src/README.md`): `os → arena → page_heap → span → central → cache → alloc →
@@ -39,12 +44,15 @@
 //! 2. `alloc_class(3)`: `tls::get()` gives this thread's cache; bin 3's head is popped (its word 0 is
 //!    the next free object), `len` drops by one, word 1 (the free key) is cleared. Done: no lock, no
 //!    atomic instruction.
-//! 3. If the bin was empty: `cache::alloc_slow` — a thread without a cache yet gets one here — asks
-//!    `central::fetch(3, n, …, owner id)` (n starts at 8 and doubles up to a batch of 64), which
-//!    takes the class lock and moves objects from a span of the class's nonempty list that this
-//!    thread owns (or nobody does), from the span's free list first, then from its never-used tail;
-//!    the span becomes this thread's.
-//! 4. If no span has free objects: `page_heap::alloc_small(3)` takes the heap lock and carves the
+//! 3. If the bin was empty: `cache::alloc_slow` — a thread without a cache yet gets one here —
+//!    first takes back everything in its inbox (objects other threads freed into its spans), then
+//!    refills the bin from its own spans of the class without a lock: each span's whole free list
+//!    moves at once (its `listed` bitmap is cleared a word at a time), then never-used objects are
+//!    carved from a span's tail, until about a batch (up to 64 objects; fewer while a new thread's
+//!    limit slow-starts). Spans with nothing left move to the thread's full list.
+//! 4. If the thread has no span of the class with free objects: `central::take_span(3, id)` takes
+//!    the class lock and hands over an unowned span with free objects, or else
+//!    `page_heap::alloc_small(3)` takes the heap lock and carves the
 //!    class's span length (1 page for 48 B) from the best-fitting free run, splitting it, mapping each
 //!    page to the new span in the arena's page map.
 //! 5. If no free run fits: `page_heap::grow` reserves a new 64 MiB arena (`os::reserve`, one `mmap`
@@ -57,15 +65,19 @@
 //!    huge, or invalid: abort with one line).
 //! 2. The span's class and the division magic check that `p` is exactly the start of an object (an
 //!    interior pointer aborts).
-//! 3. If this thread owns the span, its bin for the class has room and word 1 of `p` is not the
-//!    free key, `p` is pushed: word 0 ← old head, word 1 ← key. Done: no lock, no atomic
-//!    instruction. A block of a span another live thread owns (a cross-thread free) goes instead
-//!    on this thread's remote list for the class, which goes back to the spans in batches (one lock
-//!    round trip per batch): it is never reused here, next to the owner's data.
-//! 4. A full bin (`cache::free_slow`) gives one batch back: `central::release` takes the class lock
-//!    and returns each object to its span, clearing its bit in the span's `out` bitmap — a bit that
-//!    is already clear is a double free and aborts. A span whose objects are all back goes to
-//!    `page_heap::free_small`, which coalesces it with free neighbours.
+//! 3. If this thread owns the span and word 1 of `p` is not the free key, `p` is pushed on the
+//!    class's bin (word 0 ← old head, word 1 ← key) while the bin has room, else straight onto the
+//!    span's own free list (`Span::push_free`: its bit in the span's `listed` bitmap is set — a bit
+//!    already set is a double free and aborts — and `used` drops). Done: no lock, no atomic
+//!    instruction. A span that had nothing to give moves to the back of the thread's partial list; a
+//!    span with no object out any more goes back to the central list unless it is the class's only
+//!    partial span.
+//! 4. A block of a span another thread owns (a cross-thread free) goes on this thread's remote list
+//!    for the class instead, and is never reused here, next to the owner's data. A full remote list
+//!    (`cache::flush_remote`) is handed to the owners' inboxes with one compare-exchange per owner
+//!    and batch; the owner takes its inbox with one exchange on its next refill and puts each object
+//!    back on its span as in step 3. Objects of unowned spans go back under the class lock
+//!    (`central::release`), in batches.
 //! 5. Free pages go back to the OS on `collect()` (`madvise(MADV_DONTNEED)`); a large block's pages
 //!    go straight back to the page heap, a huge block is unmapped.
 //!
@@ -73,13 +85,13 @@
 //! - Rust's `dealloc` trusts the layout (Rust's contract) and needs no page-map lookup: about 9
 //!   instructions, and `alloc` about 10 (`scripts/fastpath.sh`). The C `free` validates every
 //!   pointer through the page map and the span (foreign, interior, unaligned and double frees
-//!   abort) and costs about 50.
-//! - Cross-thread frees go back to the owner's spans through the central list (batched), not
-//!   straight to the owner as in mimalloc: producer/consumer and larson-style workloads pay a
-//!   central round trip per object. Rust's `dealloc` does not look the span up, so it cannot tell
-//!   a cross-thread free and keeps the block in the freeing thread's cache.
-//! - Objects move between thread caches and spans one by one through the central lists (about 28
-//!   instructions per object on the way back); mimalloc frees straight into the owning page.
+//!   abort) and costs about 45.
+//! - Rust's `dealloc` does not look the span up, so it cannot tell a cross-thread free: the block
+//!   stays in the freeing thread's bin and is reused there.
+//! - Objects freed by other threads into the spans of a thread that does not allocate again (say,
+//!   `main` waiting in `join` while workers free what it allocated) wait in its inbox until it
+//!   does, or exits; mimalloc behaves the same. The old design, which returned them through the
+//!   central lists, kept larson's peak RSS at 9.4 MiB where this one reaches 17 MiB.
 //! - Free pages go back to the OS (decay, cap, `collect()`), but objects cached in threads and
 //!   partly used spans do not.
 

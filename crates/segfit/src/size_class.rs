@@ -77,7 +77,7 @@ const fn class_sizes() -> [u32; NUM_CLASSES] {
     out
 }
 
-const fn build() -> [Class; NUM_CLASSES] {
+pub(crate) const fn build() -> [Class; NUM_CLASSES] {
     let sizes = class_sizes();
     let mut out = [EMPTY; NUM_CLASSES];
     let mut c = 1;

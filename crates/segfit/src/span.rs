@@ -1,15 +1,22 @@
 //! Spans: runs of pages. A span is free (in the page heap), holds objects of one size class
 //! (small), or holds one large object. See the crate docs for where spans sit in the layers.
 //!
-//! Invariants of a small span (fields under its class's central lock; `start`, `class`, `size`,
-//! `magic` are immutable while the span is small and are read without a lock by `free`):
+//! A small span is either *owned* by one thread cache (`owner != 0`) or *unowned* (`owner == 0`,
+//! kept by its class's central list). Its object state (`free`, `used`, `bump`, `listed`) is
+//! changed only by the owner, without a lock, or, while unowned, under the class's central lock.
+//! `owner` itself changes only under the class lock. `start`, `class`, `size`, `magic` and `end`
+//! are immutable while the span is small and are read without a lock by `free`.
+//!
+//! Invariants of a small span:
 //! - objects are `start + i * size` for `i < objects`;
-//! - `out` bit `i` is set ⇔ object `i` has left the span (it is in a thread cache or with the user);
-//! - `used == popcount(out)`, and `used + free_count + (end - bump) / size == objects`, where
-//!   `free_count` is the length of the span-local list `free` and `[bump, end)` holds objects never
-//!   handed out yet (carved lazily, so a fresh span touches no memory);
-//! - the span is on its central `nonempty` list ⇔ it has an object to give (`free` non-null or
-//!   `bump < end`).
+//! - `listed` bit `i` is set ⇔ object `i` is on the span's free list `free`;
+//! - `used + free_count + (end - bump) / size == objects`, where `free_count == popcount(listed)`
+//!   is the length of `free` and `[bump, end)` holds objects never handed out (carved lazily, so a
+//!   fresh span touches no memory): `used` counts objects with users, in thread caches, or on
+//!   their way back to the span;
+//! - an unowned span is on its central `nonempty` list ⇔ it has an object to give
+//!   (`free` non-null or `bump < end`); an owned one is on its owner's `partial` list if it has
+//!   one, else on its owner's `full` list (`in_full`).
 //!
 //! Free spans (page heap lock): `zeroed` ⇒ every page reads as zero; `dirty` ≤ `npages` bounds the
 //! pages that may be resident (0 after `madvise` gave them back, or for never-touched arena pages).
@@ -32,48 +39,70 @@ pub enum State {
 }
 
 /// One span. Allocated from the page heap's metadata allocator.
-#[repr(C)]
+///
+/// The fields every thread's `free` reads (geometry, class, state, owner) share the first cache
+/// line; the fields a span's owner writes on every local free and refill start on the next one,
+/// so that other threads freeing into the span do not keep pulling the owner's line away.
+#[repr(C, align(64))]
 pub struct Span {
-    /// Link in a [`SpanList`] (central nonempty list, or a page heap free list).
-    pub next: *mut Span,
-    /// Link in a [`SpanList`].
-    pub prev: *mut Span,
     /// Address of the first page.
     pub start: usize,
+    /// Small: end of the object area (`start + objects * size`).
+    pub end: usize,
     /// Number of pages.
     pub npages: usize,
+    /// Small: object size; `(offset * magic) >> 32` is the object index of an offset.
+    pub size: u32,
+    /// Small: see `size`.
+    pub magic: u32,
+    /// Small: id of the thread cache that owns the span (0: none, the central list keeps it).
+    /// Written under the class lock; read without it by `free` to pick the local path (only the
+    /// owner's own read is exact; another thread's stale read only routes a free through the
+    /// owner's inbox, which re-checks it).
+    pub owner: AtomicU32,
     /// Size class (0 unless small).
     pub class: u8,
     /// See [`State`].
     pub state: State,
     /// Free span: every page is known to read as zero.
     pub zeroed: bool,
-    /// Free span: pages that may still be resident (an upper bound; 0 once given back).
-    pub dirty: usize,
-    /// Whether the span is linked on some list.
-    pub linked: bool,
-    /// Small: object size; `(offset * magic) >> 32` is the object index of an offset.
-    pub size: u32,
-    /// Small: see `size`.
-    pub magic: u32,
-    /// Small: objects that have left the span.
-    pub used: u32,
-    /// Small: span-local free list of returned objects.
-    pub free: *mut u8,
-    /// Small: next never-used object.
-    pub bump: usize,
-    /// Small: end of the object area (`start + objects * size`).
-    pub end: usize,
     /// Large: the size the user asked for (for statistics).
     pub requested: usize,
     /// Free: when the run was last freed (milliseconds, coarse monotonic clock), for the scavenger.
     pub freed_at: u64,
-    /// Small: id of the thread cache the span's objects are handed to (0: none). Written under the
-    /// class lock by `central::fetch`; read without it by `free` to tell a local free from a
-    /// remote one (a stale read only picks the slower of two correct paths).
-    pub owner: AtomicU32,
-    /// Small: bit `i` set ⇔ object `i` is out of the span.
-    pub out: [u64; MAX_OBJECTS / 64],
+    /// Free span: pages that may still be resident (an upper bound; 0 once given back).
+    pub dirty: usize,
+    /// Link in a [`SpanList`] (central nonempty list, an owner's partial/full list, or a page
+    /// heap free list).
+    pub next: *mut Span,
+    /// Link in a [`SpanList`].
+    pub prev: *mut Span,
+    /// Small: span-local free list (word 0 links the next object, word 1 holds the free key).
+    pub free: *mut u8,
+    /// Small: next never-used object.
+    pub bump: usize,
+    /// Small: objects carved and not on the free list (see the module invariants).
+    pub used: u32,
+    /// Whether the span is linked on some list.
+    pub linked: bool,
+    /// Owned small span: on the owner's `full` list (else on its `partial` list).
+    pub in_full: bool,
+    /// Small: bit `i` set ⇔ object `i` is on `free`.
+    pub listed: [u64; MAX_OBJECTS / 64],
+}
+
+// The owner's hot fields start on the second cache line.
+const _: () = assert!(core::mem::offset_of!(Span, next) == 64);
+
+/// What `Span::push_free` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pushed {
+    /// The object is back; the span still has other objects out.
+    Ok,
+    /// The object is back and the span had nothing to give before (it may change lists).
+    WasFull,
+    /// The object is back and no object of the span is out any more.
+    Empty,
 }
 
 impl Span {
@@ -83,7 +112,7 @@ impl Span {
         self.start + self.npages * PAGE_SIZE
     }
 
-    /// Makes a span of `npages` pages at `start` hold objects of class `c`.
+    /// Makes a span of `npages` pages at `start` hold objects of class `c`, with no owner.
     pub fn init_small(&mut self, c: usize, k: &Class) {
         self.state = State::Small;
         self.class = c as u8;
@@ -93,13 +122,14 @@ impl Span {
         self.free = ptr::null_mut();
         self.bump = self.start;
         self.end = self.start + k.objects as usize * k.size as usize;
-        self.out = [0; MAX_OBJECTS / 64];
+        self.listed = [0; MAX_OBJECTS / 64];
+        self.in_full = false;
         self.owner.store(0, Ordering::Relaxed);
     }
 
     /// Index of the object at `addr` if `addr` is exactly the start of one; `None` for an interior
-    /// or out-of-range pointer.
-    #[inline]
+    /// or out-of-range pointer. Meaningful only for a small span.
+    #[inline(always)]
     pub fn object_index(&self, addr: usize) -> Option<usize> {
         let off = addr.wrapping_sub(self.start);
         let idx = ((off as u64 * self.magic as u64) >> 32) as usize;
@@ -110,102 +140,183 @@ impl Span {
         }
     }
 
+    /// Index of object `p`, known to be an object start of this span.
+    #[inline(always)]
+    fn index_of(&self, p: *mut u8) -> usize {
+        (((p as usize - self.start) as u64 * self.magic as u64) >> 32) as usize
+    }
+
     /// Whether a small span has an object to give.
     #[inline]
     pub fn has_free(&self) -> bool {
         !self.free.is_null() || self.bump < self.end
     }
 
-    /// Takes up to `n` objects out of a small span, pushing each onto the list at `*head` (links in
-    /// word 0). Returns how many. Never-used objects are carved in bulk (their bitmap bits set a
-    /// word at a time), so a fresh span hands out a batch in a few instructions per object.
-    ///
-    /// # Safety
-    /// The span is small and its objects that are not out are ours to link.
-    pub unsafe fn take_batch(&mut self, n: usize, head: &mut *mut u8) -> usize {
-        let mut got = 0;
-        while got < n && !self.free.is_null() {
-            let p = self.free;
-            // SAFETY: objects on the span list hold the next one's address in word 0.
-            unsafe {
-                self.free = *(p as *mut *mut u8);
-                *(p as *mut *mut u8) = *head;
-            }
-            *head = p;
-            let i = (((p as usize - self.start) as u64 * self.magic as u64) >> 32) as usize;
-            debug_assert!(!self.is_out(i));
-            set_bits(&mut self.out, i, i + 1);
-            got += 1;
-        }
-        let size = (self.size as usize).max(1);
-        let k = ((self.end - self.bump) / size).min(n - got);
-        if k > 0 {
-            let first = (((self.bump - self.start) as u64 * self.magic as u64) >> 32) as usize;
-            let mut p = self.bump;
-            for _ in 0..k {
-                // SAFETY: `[bump, end)` holds never-used objects of this span.
-                unsafe { *(p as *mut *mut u8) = *head };
-                *head = p as *mut u8;
-                p += size;
-            }
-            self.bump = p;
-            set_bits(&mut self.out, first, first + k);
-            got += k;
-        }
-        self.used += got as u32;
-        got
-    }
-
-    /// Whether object `i` is out of the span.
+    /// Whether object `i` is on the span's free list.
     #[inline]
-    pub fn is_out(&self, i: usize) -> bool {
-        self.out
+    pub fn is_listed(&self, i: usize) -> bool {
+        self.listed
             .get(i / 64)
             .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
+    /// Puts object `i` (at `p`) back on the free list, writing `key` into its word 1. Aborts on a
+    /// double free (the object is already on the list).
+    ///
+    /// # Safety
+    /// `p` is object `i` of this small span and the caller may change the span (owner, or class
+    /// lock while unowned).
+    #[inline(always)]
+    pub unsafe fn push_free(&mut self, p: *mut u8, i: usize, key: usize) -> Pushed {
+        let Some(word) = self.listed.get_mut(i / 64) else {
+            crate::fatal::fatal("free", "corrupted span", p as usize)
+        };
+        let bit = 1u64 << (i % 64);
+        if *word & bit != 0 {
+            crate::fatal::fatal("free", "double free", p as usize);
+        }
+        *word |= bit;
+        let was = self.free;
+        // SAFETY: `p` is a free object of at least 16 bytes (caller).
+        unsafe {
+            *(p as *mut *mut u8) = was;
+            *(p as *mut usize).add(1) = key;
+        }
+        self.free = p;
+        self.used -= 1;
+        if self.used == 0 {
+            Pushed::Empty
+        } else if was.is_null() && self.bump >= self.end {
+            Pushed::WasFull
+        } else {
+            Pushed::Ok
+        }
+    }
+
+    /// Moves the whole free list out (all its objects become used): `(head, count)`. The list
+    /// keeps its links; the bitmap is cleared a word at a time.
+    pub fn take_all(&mut self) -> (*mut u8, usize) {
+        let head = self.free;
+        if head.is_null() {
+            return (head, 0);
+        }
+        let words = self.objects().div_ceil(64).min(self.listed.len());
+        let mut n = 0;
+        for w in &mut self.listed[..words] {
+            n += w.count_ones() as usize;
+            *w = 0;
+        }
+        self.free = ptr::null_mut();
+        self.used += n as u32;
+        (head, n)
+    }
+
+    /// Pops one object off the free list (null if empty).
+    pub fn pop_one(&mut self) -> *mut u8 {
+        let p = self.free;
+        if !p.is_null() {
+            let i = self.index_of(p);
+            // SAFETY: objects on the list hold the next link in word 0.
+            self.free = unsafe { *(p as *mut *mut u8) };
+            if let Some(w) = self.listed.get_mut(i / 64) {
+                *w &= !(1u64 << (i % 64));
+            }
+            self.used += 1;
+        }
+        p
+    }
+
+    /// Carves up to `n` never-used objects, pushing each onto the list at `*head` (links in word
+    /// 0, `key` in word 1, as on any free list). Returns how many.
+    ///
+    /// # Safety
+    /// The caller may change the span; `[bump, end)` is memory of the span nobody uses.
+    pub unsafe fn carve(&mut self, n: usize, head: &mut *mut u8, key: usize) -> usize {
+        let size = (self.size as usize).max(1);
+        let k = ((self.end - self.bump) / size).min(n);
+        let mut p = self.bump;
+        for _ in 0..k {
+            // SAFETY: `[bump, end)` holds never-used objects of this span (at least 16 bytes).
+            unsafe {
+                *(p as *mut *mut u8) = *head;
+                *(p as *mut usize).add(1) = key;
+            }
+            *head = p as *mut u8;
+            p += size;
+        }
+        self.bump = p;
+        self.used += k as u32;
+        k
+    }
+
+    /// Objects the span holds.
+    #[inline]
+    pub fn objects(&self) -> usize {
+        (self.end - self.start) / (self.size as usize).max(1)
+    }
+
+    /// Makes the span's bookkeeping agree with its free list again: the bitmap is rebuilt from the
+    /// list (walked at most `objects` steps; a cut-off list is ended there) and `used` recomputed.
+    /// For a forked child, where the span's owner may have been stopped halfway through a push.
+    ///
+    /// # Safety
+    /// Nothing else uses the span.
+    pub unsafe fn rebuild(&mut self) {
+        let objects = self.objects();
+        self.listed = [0; MAX_OBJECTS / 64];
+        let mut n = 0;
+        let mut p = self.free;
+        let mut last: *mut u8 = ptr::null_mut();
+        while !p.is_null() {
+            match self.object_index(p as usize) {
+                Some(i) if n < objects && !self.is_listed(i) => {
+                    self.listed[i / 64] |= 1 << (i % 64);
+                    n += 1;
+                    last = p;
+                    // SAFETY: list entries are free objects holding the next link.
+                    p = unsafe { *(p as *mut *mut u8) };
+                }
+                _ => {
+                    // A torn link: end the list before it.
+                    if last.is_null() {
+                        self.free = ptr::null_mut();
+                    } else {
+                        // SAFETY: `last` is a listed object of this span.
+                        unsafe { *(last as *mut *mut u8) = ptr::null_mut() };
+                    }
+                    break;
+                }
+            }
+        }
+        let carved = (self.bump - self.start) / (self.size as usize).max(1);
+        self.used = (carved - n) as u32;
+    }
+
     /// Checks the invariants of a small span (O(objects); for tests and `expensive-checks`).
+    /// The caller may read the span (owner, or class lock while unowned).
     pub fn check(&self) {
         assert_eq!(self.state, State::Small);
-        let objects = (self.end - self.start) / self.size as usize;
-        let popcount: u32 = self.out.iter().map(|w| w.count_ones()).sum();
-        assert_eq!(popcount, self.used, "out bitmap disagrees with used");
+        let objects = self.objects();
+        let popcount: usize = self.listed.iter().map(|w| w.count_ones() as usize).sum();
         let mut free_count = 0;
         let mut p = self.free;
         while !p.is_null() {
             let i = self
                 .object_index(p as usize)
                 .expect("free-list entry is not an object");
-            assert!(!self.is_out(i), "free-list object marked out");
+            assert!(self.is_listed(i), "free-list object not marked listed");
             free_count += 1;
             assert!(free_count <= objects, "free list cycles");
             // SAFETY: list entries are free objects of this span holding the next link.
             p = unsafe { *(p as *mut *mut u8) };
         }
+        assert_eq!(
+            popcount, free_count,
+            "listed bitmap disagrees with the free list"
+        );
         let never = (self.end - self.bump) / self.size as usize;
         assert_eq!(self.used as usize + free_count + never, objects);
         assert!(self.end <= self.limit());
-    }
-}
-
-/// Sets bits `[from, to)` of `bits`.
-fn set_bits(bits: &mut [u64], from: usize, to: usize) {
-    let mut i = from;
-    while i < to {
-        let w = i / 64;
-        let lo = i % 64;
-        let hi = (to - w * 64).min(64);
-        let mask = if hi - lo == 64 {
-            !0
-        } else {
-            ((1u64 << (hi - lo)) - 1) << lo
-        };
-        let Some(word) = bits.get_mut(w) else {
-            crate::fatal::fatal("segfit", "corrupted span bitmap", i)
-        };
-        debug_assert!(*word & mask == 0);
-        *word |= mask;
-        i = w * 64 + hi;
     }
 }
 
@@ -213,6 +324,8 @@ fn set_bits(bits: &mut [u64], from: usize, to: usize) {
 pub struct SpanList {
     /// First span, or null.
     pub head: *mut Span,
+    /// Last span, or null.
+    pub tail: *mut Span,
     /// Number of spans.
     pub len: usize,
 }
@@ -222,6 +335,7 @@ impl SpanList {
     pub const fn new() -> Self {
         SpanList {
             head: ptr::null_mut(),
+            tail: ptr::null_mut(),
             len: 0,
         }
     }
@@ -241,12 +355,35 @@ impl SpanList {
             debug_assert!(!(*s).linked);
             (*s).prev = ptr::null_mut();
             (*s).next = self.head;
-            if !self.head.is_null() {
+            if self.head.is_null() {
+                self.tail = s;
+            } else {
                 (*self.head).prev = s;
             }
             (*s).linked = true;
         }
         self.head = s;
+        self.len += 1;
+    }
+
+    /// Pushes `s` at the back.
+    ///
+    /// # Safety
+    /// `s` is a valid span on no list.
+    pub unsafe fn push_back(&mut self, s: *mut Span) {
+        // SAFETY: the caller guarantees `s` is valid and unlinked; `tail` is valid if non-null.
+        unsafe {
+            debug_assert!(!(*s).linked);
+            (*s).next = ptr::null_mut();
+            (*s).prev = self.tail;
+            if self.tail.is_null() {
+                self.head = s;
+            } else {
+                (*self.tail).next = s;
+            }
+            (*s).linked = true;
+        }
+        self.tail = s;
         self.len += 1;
     }
 
@@ -263,7 +400,9 @@ impl SpanList {
             } else {
                 (*(*s).prev).next = (*s).next;
             }
-            if !(*s).next.is_null() {
+            if (*s).next.is_null() {
+                self.tail = (*s).prev;
+            } else {
                 (*(*s).next).prev = (*s).prev;
             }
             (*s).next = ptr::null_mut();

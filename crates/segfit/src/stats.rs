@@ -1,9 +1,9 @@
 //! Statistics: a snapshot of the heap in the spirit of Go's `runtime.MemStats`.
 //!
-//! Read from the page heap counters (under its lock), the central lists' counters (under each class
-//! lock) and the thread caches' lengths and allocation counters (racy while threads run; exact when
-//! they are quiescent). The malloc fast path keeps one counter per thread and class; frees are
-//! derived as allocations minus live objects. Called by users, the C library's stats printer and
+//! Read from the page heap counters and its spans' object counts (under the heap lock), the central
+//! lists' counters (under each class lock) and the thread caches' lengths and allocation counters
+//! (racy while threads run; exact when they are quiescent). The malloc fast path keeps one counter
+//! per thread and class; frees are derived as allocations minus live objects. Called by users, the C library's stats printer and
 //! the tests. Taking a snapshot allocates nothing.
 
 use crate::cache;
@@ -12,6 +12,7 @@ use crate::config::PAGE_SIZE;
 use crate::os::{self, OsCount, WHY_COUNT};
 use crate::page_heap::{self, HeapCounters};
 use crate::size_class::{class_info, NUM_CLASSES};
+use crate::span::State;
 
 /// Per-class figures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -101,9 +102,24 @@ pub fn stats() -> Stats {
     let mut cached = [0u64; NUM_CLASSES];
     let mut allocs = [0u64; NUM_CLASSES];
     cache::fold_counts(&mut cached, &mut allocs);
+    let mut outs = [0u64; NUM_CLASSES];
+    page_heap::with(|h| {
+        h.for_each_span(|w| {
+            if let page_heap::Walk::Span(span, _) = w {
+                if span.state == State::Small {
+                    // SAFETY: a plain read of a counter the span's owner may be updating; a stale
+                    // value only makes the figures inexact while threads run.
+                    let used = unsafe { core::ptr::read_volatile(&span.used) };
+                    if let Some(o) = outs.get_mut(span.class as usize) {
+                        *o += used as u64;
+                    }
+                }
+            }
+        })
+    });
     for c in 1..NUM_CLASSES {
         let k = CENTRAL[c].counters();
-        let out = k.fetched - k.released;
+        let out = outs[c];
         let live = out.saturating_sub(cached[c]);
         let size = class_info(c).size;
         s.by_size[c] = ClassStats {
