@@ -50,7 +50,10 @@ fn remote_frees_come_back_to_the_owner_and_are_reused_there() {
     // The freer has exited: its remote lists are in the owner's inbox now. Exact statistics.
     let k = class_stats();
     assert_eq!(live(&k), live(&base) - N as u64, "{k:?}");
-    assert!(k.cached >= N as u64, "objects waiting in the inbox count as cached: {k:?}");
+    assert!(
+        k.cached >= N as u64,
+        "objects waiting in the inbox count as cached: {k:?}"
+    );
     to_owner.send(()).unwrap();
     let again = main_rx.recv().unwrap();
     let old: HashSet<usize> = first.into_iter().collect();
