@@ -226,7 +226,31 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> 
 /// Allocates `size` bytes at `align` (a power of two), with `errno` handling.
 fn aligned(align: usize, size: usize) -> *mut c_void {
     debug_assert!(align.is_power_of_two());
+    let p = aligned_fast(align, size);
+    if !p.is_null() {
+        return p;
+    }
     alloc_slow(size, align.max(MIN_ALIGN), false)
+}
+
+/// The aligned allocation if the class's bin has an object (no OS call, so `errno` is untouched);
+/// null otherwise (take the slow path).
+#[inline(always)]
+fn aligned_fast(align: usize, size: usize) -> *mut c_void {
+    if align <= MIN_ALIGN {
+        if fast_ready(size) {
+            return core_alloc::malloc(size).cast();
+        }
+    } else if align <= segfit_core::config::PAGE_SIZE {
+        if let Some(c) = segfit_core::size_class::class_of_aligned(size, align) {
+            let tc = segfit_core::tls::get();
+            // SAFETY: the slot always points at a valid cache; `c < NUM_CLASSES`.
+            if unsafe { !(*tc).bins.get_unchecked(c).head.is_null() } {
+                return core_alloc::malloc_aligned(size, align).cast();
+            }
+        }
+    }
+    ptr::null_mut()
 }
 
 /// POSIX `posix_memalign`: `align` must be a power-of-two multiple of `sizeof(void *)` (else
@@ -241,11 +265,14 @@ pub unsafe extern "C" fn posix_memalign(
     if align & (word - 1) != 0 || !(align / word).is_power_of_two() {
         return libc::EINVAL;
     }
-    let e = Errno::save();
-    let p = aligned(align, size);
-    e.restore();
+    let mut p = aligned_fast(align, size);
     if p.is_null() {
-        return libc::ENOMEM;
+        let e = Errno::save();
+        p = aligned(align, size);
+        e.restore();
+        if p.is_null() {
+            return libc::ENOMEM;
+        }
     }
     // SAFETY: the caller passes a valid `memptr`.
     unsafe { *memptr = p };

@@ -159,20 +159,44 @@ pub fn class_of(size: usize) -> usize {
 /// The class for `size` bytes at alignment `align` (a power of two, `MIN_ALIGN < align <=
 /// PAGE_SIZE`): the smallest class that fits and whose size is a multiple of `align`, so that
 /// every object of its page-aligned spans is aligned. `None` if no small class fits.
+#[inline]
 pub fn class_of_aligned(size: usize, align: usize) -> Option<usize> {
     debug_assert!(align.is_power_of_two() && align <= PAGE_SIZE);
     let want = size.max(align);
     if want > MAX_SMALL {
         return None;
     }
-    let mut c = class_of(want);
-    while let Some(k) = CLASSES.get(c) {
-        if (k.size as usize).is_multiple_of(align.max(MIN_ALIGN)) {
-            return Some(c);
-        }
-        c += 1;
+    let shift = align.max(MIN_ALIGN).trailing_zeros() as usize;
+    let row = ALIGNED.get(shift.wrapping_sub(MIN_ALIGN.trailing_zeros() as usize))?;
+    match row.get(class_of(want)) {
+        Some(&c) if c != 0 => Some(c as usize),
+        _ => None,
     }
-    None
+}
+
+/// Rows for alignments `MIN_ALIGN << i` up to `PAGE_SIZE`: entry `c` is the smallest class at or
+/// after `c` whose size is a multiple of the alignment (0: none).
+const ALIGN_ROWS: usize = (PAGE_SIZE.trailing_zeros() - MIN_ALIGN.trailing_zeros() + 1) as usize;
+static ALIGNED: [[u8; NUM_CLASSES]; ALIGN_ROWS] = build_aligned();
+
+const fn build_aligned() -> [[u8; NUM_CLASSES]; ALIGN_ROWS] {
+    let k = build();
+    let mut rows = [[0u8; NUM_CLASSES]; ALIGN_ROWS];
+    let mut i = 0;
+    while i < ALIGN_ROWS {
+        let align = (MIN_ALIGN << i) as u32;
+        let mut c = 1;
+        while c < NUM_CLASSES {
+            let mut d = c;
+            while d < NUM_CLASSES && !k[d].size.is_multiple_of(align) {
+                d += 1;
+            }
+            rows[i][c] = if d < NUM_CLASSES { d as u8 } else { 0 };
+            c += 1;
+        }
+        i += 1;
+    }
+    rows
 }
 
 /// The record of class `c`. Class indices come from `class_of`/`class_of_aligned` or from a small
@@ -259,6 +283,27 @@ mod tests {
                 assert_eq!(size_of(c) % align, 0);
             }
             align *= 2;
+        }
+    }
+
+    #[test]
+    fn aligned_class_table_matches_a_search_for_every_size_and_alignment() {
+        for shift in 0..=13 {
+            let align = 1usize << shift;
+            for size in 0..=MAX_SMALL + 1 {
+                let want = size.max(align);
+                let expect = (want <= MAX_SMALL)
+                    .then(|| {
+                        (class_of(want)..NUM_CLASSES)
+                            .find(|&c| size_of(c) % align.max(MIN_ALIGN) == 0)
+                    })
+                    .flatten();
+                assert_eq!(
+                    class_of_aligned(size, align),
+                    expect,
+                    "size {size} align {align}"
+                );
+            }
         }
     }
 }
