@@ -295,7 +295,7 @@ mod tests {
                 let expect = (want <= MAX_SMALL)
                     .then(|| {
                         (class_of(want)..NUM_CLASSES)
-                            .find(|&c| size_of(c) % align.max(MIN_ALIGN) == 0)
+                            .find(|&c| size_of(c).is_multiple_of(align.max(MIN_ALIGN)))
                     })
                     .flatten();
                 assert_eq!(
