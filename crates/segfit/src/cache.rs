@@ -35,7 +35,7 @@ use crate::span::{Pushed, Span, SpanList, State};
 use crate::tls;
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// One class's free list in a thread cache.
 #[repr(C)]
@@ -234,6 +234,153 @@ static INBOX: [AtomicPtr<u8>; MAX_IDS] = [const { AtomicPtr::new(ptr::null_mut()
 /// Per class, objects in inboxes (for statistics).
 static IN_TRANSIT: [AtomicU64; NUM_CLASSES] = [const { AtomicU64::new(0) }; NUM_CLASSES];
 
+/// Per owner id, objects pushed to its inbox since it was last emptied (approximate).
+static PENDING: [AtomicU32; MAX_IDS] = [const { AtomicU32::new(0) }; MAX_IDS];
+
+/// Per owner id, when its owner last entered its refill path (µs, monotonic; written by the owner).
+static LAST_REFILL_US: [AtomicU64; MAX_IDS] = [const { AtomicU64::new(0) }; MAX_IDS];
+
+/// An inbox holding at least this many objects, whose owner has not refilled a bin for
+/// `STALLED_US` (say, a main thread waiting in `join` while workers free what it allocated), is
+/// emptied into the owner's spans by another thread on the owner's behalf: by the next thread that
+/// pushes to it, or by a thread about to take a new span. Spans whose objects are then all back
+/// go to the central lists, so other threads can use them.
+const STALLED_PENDING: u32 = 256;
+/// See `STALLED_PENDING`: long against a refill (every few dozen allocations), and against the
+/// time a producer waits on a full queue, short against a thread blocked for good.
+const STALLED_US: u64 = 2000;
+
+/// Monotonic microseconds (vDSO; no system call, no allocation).
+fn now_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
+/// Whether owner `id`'s inbox holds `STALLED_PENDING` objects and it has not refilled for
+/// `STALLED_US`.
+fn stalled(id: u32) -> bool {
+    let i = id.wrapping_sub(1) as usize;
+    match (PENDING.get(i), LAST_REFILL_US.get(i)) {
+        (Some(p), Some(t)) => {
+            p.load(Ordering::Relaxed) >= STALLED_PENDING
+                && now_us().saturating_sub(t.load(Ordering::Relaxed)) >= STALLED_US
+        }
+        _ => false,
+    }
+}
+
+/// Minimum time between two `help_stalled_owners` scans (ms).
+const SCAN_MS: u64 = 10;
+static LAST_SCAN_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Called by a thread about to take a new span (its own have no free object): empties the inboxes
+/// of stalled owners (see `STALLED_PENDING`), looking at most once per `SCAN_MS` for the process.
+/// Must be called with no lock but the caller's own id lock held.
+fn help_stalled_owners(me: u32) {
+    let now = crate::page_heap::now_ms();
+    let last = LAST_SCAN_MS.load(Ordering::Relaxed);
+    if now.saturating_sub(last) < SCAN_MS
+        || LAST_SCAN_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    const MAX: usize = 8;
+    let mut found = [0u32; MAX];
+    let mut n = 0;
+    with_registry(|r| {
+        let mut tc = r.head;
+        while !tc.is_null() && n < MAX {
+            // SAFETY: registered caches are valid records; `id` is fixed while registered.
+            let (id, next) = unsafe { ((*tc).id, (*tc).next) };
+            if let Some(slot) = found.get_mut(n) {
+                if id != me && id != NO_ID && stalled(id) {
+                    *slot = id;
+                    n += 1;
+                }
+            }
+            tc = next;
+        }
+    });
+    for &id in found.iter().take(n) {
+        help_idle_owner(id);
+    }
+}
+
+/// Per owner id: who may change the spans and span lists of the cache with that id. `FREE`, or
+/// `OWNER` (the cache's thread, in a slow path), or `HELPER` (another thread emptying the inbox
+/// on the owner's behalf). The owner waits for a helper; a helper never waits.
+static ID_LOCK: [AtomicU8; MAX_IDS] = [const { AtomicU8::new(FREE) }; MAX_IDS];
+const FREE: u8 = 0;
+const OWNER: u8 = 1;
+const HELPER: u8 = 2;
+
+/// Per owner id, its cache (null while none): written with `ID_LOCK` held by the owner, read by a
+/// helper holding it.
+static OWNER_TC: [AtomicPtr<ThreadCache>; MAX_IDS] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; MAX_IDS];
+
+/// Held by a thread, in its slow paths, over its own spans (see `ID_LOCK`); released on drop.
+/// The fast paths (bin push and pop, remote push) touch no span and take no lock.
+struct OwnGuard(Option<&'static AtomicU8>);
+
+impl OwnGuard {
+    #[inline]
+    fn lock(id: u32) -> OwnGuard {
+        let l = ID_LOCK.get(id.wrapping_sub(1) as usize);
+        if let Some(l) = l {
+            while l
+                .compare_exchange_weak(FREE, OWNER, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                core::hint::spin_loop();
+            }
+        }
+        OwnGuard(l)
+    }
+}
+
+impl Drop for OwnGuard {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(l) = self.0 {
+            l.store(FREE, Ordering::Release);
+        }
+    }
+}
+
+/// Empties the inbox of `owner` into its spans if its owner is not in a slow path right now
+/// (otherwise it will look at its inbox itself). Objects of spans the owner no longer has go to
+/// the central list or their new owner's inbox. Never waits.
+///
+/// Must be called with no central or heap lock held (it takes them).
+fn help_idle_owner(owner: u32) {
+    let Some(l) = ID_LOCK.get(owner.wrapping_sub(1) as usize) else {
+        return;
+    };
+    if l.compare_exchange(FREE, HELPER, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    let tc = OWNER_TC
+        .get(owner as usize - 1)
+        .map_or(ptr::null_mut(), |o| o.load(Ordering::Relaxed));
+    if !tc.is_null() {
+        // SAFETY: holding the owner's id lock, we may change its spans and span lists (not its
+        // bins or remote lists, which its fast paths use); the cache stays registered while the
+        // lock is held (exit takes it first).
+        unsafe { drain_for(tc) };
+    }
+    l.store(FREE, Ordering::Release);
+}
+
 /// Pushes the chain `head ..= tail` of `n` free objects of class `c` (linked through word 0, the
 /// free key in word 1) onto owner `owner`'s inbox. Lock-free; one successful compare-exchange.
 /// The inbox is a list of such chains: the head object of each carries `(n << 8) | c` in word 1
@@ -242,8 +389,13 @@ static IN_TRANSIT: [AtomicU64; NUM_CLASSES] = [const { AtomicU64::new(0) }; NUM_
 ///
 /// # Safety
 /// The chain is well formed and its objects are free objects of spans `owner` owned when looked at.
-pub unsafe fn inbox_push(owner: u32, head: *mut u8, tail: *mut u8, n: usize, c: usize) {
-    let Some(slot) = INBOX.get(owner.wrapping_sub(1) as usize) else {
+/// Returns whether the inbox now holds at least `STALLED_PENDING` objects.
+///
+/// # Safety
+/// The chain is well formed and its objects are free objects of spans `owner` owned when looked at.
+pub unsafe fn inbox_push(owner: u32, head: *mut u8, tail: *mut u8, n: usize, c: usize) -> bool {
+    let i = owner.wrapping_sub(1) as usize;
+    let (Some(slot), Some(pending)) = (INBOX.get(i), PENDING.get(i)) else {
         fatal("free", "corrupted span owner", owner as usize)
     };
     if let Some(k) = IN_TRANSIT.get(c) {
@@ -256,10 +408,11 @@ pub unsafe fn inbox_push(owner: u32, head: *mut u8, tail: *mut u8, n: usize, c: 
         // SAFETY: `tail` is a free object we may link (caller).
         unsafe { *(tail as *mut *mut u8) = old };
         match slot.compare_exchange_weak(old, head, Ordering::Release, Ordering::Relaxed) {
-            Ok(_) => return,
+            Ok(_) => break,
             Err(now) => old = now,
         }
     }
+    pending.fetch_add(n as u32, Ordering::Relaxed) + n as u32 >= STALLED_PENDING
 }
 
 static FREE_KEY: AtomicUsize = AtomicUsize::new(0);
@@ -357,7 +510,17 @@ fn init_thread() -> *mut ThreadCache {
     }
     // SAFETY: our own new cache. Objects pushed to this id's inbox after its previous holder
     // exited are routed to wherever their spans are now.
-    unsafe { drain_inbox(tc, false) };
+    unsafe {
+        let id = (*tc).id;
+        let _own = OwnGuard::lock(id);
+        if let Some(o) = OWNER_TC.get(id.wrapping_sub(1) as usize) {
+            o.store(tc, Ordering::Relaxed);
+        }
+        if let Some(t) = LAST_REFILL_US.get(id.wrapping_sub(1) as usize) {
+            t.store(now_us(), Ordering::Relaxed);
+        }
+        drain_inbox(tc, false);
+    }
     tls::set(tc);
     tc
 }
@@ -492,16 +655,26 @@ unsafe fn flush_remote(tc: *mut ThreadCache, c: usize) {
                         }
                         g.3 += 1;
                     }
-                    None => inbox_push(owner, p, p, 1, c),
+                    None => {
+                        inbox_push(owner, p, p, 1, c);
+                    }
                 }
             }
             p = next;
         }
-        for g in groups.iter().filter(|g| g.0 != 0) {
-            inbox_push(g.0, g.1, g.2, g.3, c);
+        let mut full = [0u32; GROUPS];
+        for (g, f) in groups.iter().zip(full.iter_mut()) {
+            if g.0 != 0 && inbox_push(g.0, g.1, g.2, g.3, c) {
+                *f = g.0;
+            }
         }
         if unowned_n > 0 {
             central::release(c, unowned, unowned_n);
+        }
+        for owner in full.into_iter().filter(|&o| o != 0) {
+            if stalled(owner) {
+                help_idle_owner(owner);
+            }
         }
     }
 }
@@ -523,6 +696,9 @@ unsafe fn drain_inbox(tc: *mut ThreadCache, splice: bool) {
     }
     let key = free_key();
     let mut p = slot.swap(ptr::null_mut(), Ordering::Acquire);
+    if let Some(k) = PENDING.get(id as usize - 1) {
+        k.store(0, Ordering::Relaxed);
+    }
     let mut counts = [0u64; NUM_CLASSES];
     while !p.is_null() {
         // SAFETY: inbox entries are chains of free objects linked through word 0 whose head
@@ -559,6 +735,65 @@ unsafe fn drain_inbox(tc: *mut ThreadCache, splice: bool) {
                 }
             }
             p = next;
+        }
+    }
+    for (k, n) in IN_TRANSIT.iter().zip(counts) {
+        if n > 0 {
+            k.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Empties the inbox of `tc` on its owner's behalf (see `help_idle_owner`): each object returns to
+/// its span if `tc` owns it, else to the central list or its span's new owner. Touches neither
+/// `tc`'s bins nor its remote lists.
+///
+/// # Safety
+/// The caller holds `tc`'s id lock as `HELPER`; `tc` is registered with that id.
+unsafe fn drain_for(tc: *mut ThreadCache) {
+    // SAFETY: caller's contract.
+    let id = unsafe { (*tc).id };
+    let i = id.wrapping_sub(1) as usize;
+    let (Some(slot), Some(pending)) = (INBOX.get(i), PENDING.get(i)) else {
+        return;
+    };
+    let key = free_key();
+    let mut p = slot.swap(ptr::null_mut(), Ordering::Acquire);
+    pending.store(0, Ordering::Relaxed);
+    let mut counts = [0u64; NUM_CLASSES];
+    while !p.is_null() {
+        // SAFETY: as in `drain_inbox`; spans `tc` owns are ours to change under its id lock.
+        unsafe {
+            let hdr = *(p as *mut usize).add(1);
+            let c = hdr & 0xff;
+            if hdr >> 8 == 0 || c == 0 || c >= NUM_CLASSES {
+                fatal("free", "corrupted inbox entry", p as usize);
+            }
+            *(p as *mut usize).add(1) = key;
+            // Chains are walked object by object: each goes where its span is.
+            let mut left = hdr >> 8;
+            let mut q = p;
+            while left > 0 {
+                if q.is_null() {
+                    fatal("free", "corrupted inbox entry", p as usize);
+                }
+                let after = *(q as *mut *mut u8);
+                let s = span_of_object(q, c);
+                counts[c] += 1;
+                let owner = (*s).owner.load(Ordering::Relaxed);
+                if owner == id {
+                    free_owned(tc, s, q, c);
+                } else if owner == 0 {
+                    *(q as *mut *mut u8) = ptr::null_mut();
+                    central::release(c, q, 1);
+                } else {
+                    *(q as *mut usize).add(1) = key;
+                    inbox_push(owner, q, q, 1, c);
+                }
+                left -= 1;
+                q = after;
+            }
+            p = q;
         }
     }
     for (k, n) in IN_TRANSIT.iter().zip(counts) {
@@ -655,7 +890,14 @@ extern "C" fn thread_exit(arg: *mut libc::c_void) {
     // SAFETY: `tc` is this thread's registered cache; the slot no longer points to it, so nothing
     // else uses it.
     unsafe {
-        flush_all(tc, true);
+        let id = (*tc).id;
+        {
+            let _own = OwnGuard::lock(id);
+            flush_all(tc, true);
+            if let Some(o) = OWNER_TC.get(id.wrapping_sub(1) as usize) {
+                o.store(ptr::null_mut(), Ordering::Relaxed);
+            }
+        }
         with_registry(|r| unregister(r, tc));
     }
 }
@@ -691,6 +933,10 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
             }
             return p;
         }
+        let _own = OwnGuard::lock((*tc).id);
+        if let Some(t) = LAST_REFILL_US.get((*tc).id as usize - 1) {
+            t.store(now_us(), Ordering::Relaxed);
+        }
         drain_inbox(tc, true);
         // Gather about a batch (fewer while the bin's limit slow-starts) from the owned spans:
         // whole free lists first, then never-used objects, from at most `SCAN` spans once some
@@ -712,6 +958,7 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
                 if bin.len > 0 {
                     break;
                 }
+                help_stalled_owners((*tc).id);
                 s = central::take_span(c, (*tc).id);
                 if s.is_null() {
                     return ptr::null_mut();
@@ -771,6 +1018,8 @@ pub unsafe fn free_local_full(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, i:
             bin.len += 1;
             return;
         }
+        // The span, unlike the bin, may be changed by a helper emptying our inbox.
+        let _own = OwnGuard::lock((*tc).id);
         let r = (*s).push_free(p, i, free_key());
         if r != Pushed::Ok {
             span_changed(tc, s, c, r);
@@ -830,11 +1079,14 @@ pub unsafe fn free_slow(p: *mut u8, c: usize, span: *mut Span) {
     let mut tc = tls::get();
     // SAFETY: the slot holds a valid cache; `p` is an object of class `c` (caller).
     unsafe {
-        if *(p as *mut usize).add(1) == free_key() && is_double_free(tc, p, c, span) {
-            fatal("free", "double free", p as usize);
-        }
         if (*tc).state == CacheState::Uninit {
             tc = init_thread();
+        }
+        // Held from here: the double-free check reads this thread's own spans, which a helper may
+        // be changing otherwise (a no-op for caches without an id).
+        let _own = OwnGuard::lock((*tc).id);
+        if *(p as *mut usize).add(1) == free_key() && is_double_free(tc, p, c, span) {
+            fatal("free", "double free", p as usize);
         }
         if (*tc).id == NO_ID {
             // No remote list to batch on: straight to the central list or the owner's inbox.
@@ -844,7 +1096,9 @@ pub unsafe fn free_slow(p: *mut u8, c: usize, span: *mut Span) {
                 central::release(c, p, 1);
             } else {
                 *(p as *mut usize).add(1) = free_key();
-                inbox_push(owner, p, p, 1, c);
+                if inbox_push(owner, p, p, 1, c) && stalled(owner) {
+                    help_idle_owner(owner);
+                }
             }
             return;
         }
@@ -859,7 +1113,14 @@ pub unsafe fn free_slow(p: *mut u8, c: usize, span: *mut Span) {
 /// `p` is the start of an object of the small span `span` of class `c`.
 pub unsafe fn is_freed(p: *mut u8, c: usize, span: *mut Span) -> bool {
     // SAFETY: `p` is an object of at least 16 bytes (caller).
-    unsafe { *(p as *mut usize).add(1) == free_key() && is_double_free(tls::get(), p, c, span) }
+    unsafe {
+        if *(p as *mut usize).add(1) != free_key() {
+            return false;
+        }
+        let tc = tls::get();
+        let _own = OwnGuard::lock((*tc).id);
+        is_double_free(tc, p, c, span)
+    }
 }
 
 /// Confirms a suspected double free: `p` is on this thread's bin or remote list, or on its span's
@@ -898,6 +1159,7 @@ pub fn flush_current() {
     // SAFETY: the slot holds a valid cache; only a Live one is ours to flush.
     unsafe {
         if (*tc).state == CacheState::Live {
+            let _own = OwnGuard::lock((*tc).id);
             flush_all(tc, false);
         }
     }
@@ -927,6 +1189,23 @@ pub fn fold_counts(cached: &mut [u64; NUM_CLASSES], allocs: &mut [u64; NUM_CLASS
     })
 }
 
+/// Before `fork()`: takes this thread's own id lock, so that no other thread is emptying its inbox
+/// into its spans while the process is copied (the child keeps this thread's spans as they are).
+pub fn fork_lock_own() {
+    let tc = tls::get();
+    // SAFETY: the slot holds a valid cache.
+    let id = unsafe { (*tc).id };
+    core::mem::forget(OwnGuard::lock(id));
+}
+
+/// After `fork()`, in parent and child: releases what `fork_lock_own` took.
+pub fn fork_unlock_own() {
+    let tc = tls::get();
+    // SAFETY: the slot holds a valid cache.
+    let id = unsafe { (*tc).id };
+    drop(OwnGuard(ID_LOCK.get(id.wrapping_sub(1) as usize)));
+}
+
 /// Live caches and caches created since start.
 pub fn thread_counts() -> (usize, u64) {
     with_registry(|r| (r.live, r.created))
@@ -941,6 +1220,12 @@ pub fn after_fork_child() {
     let me = tls::get();
     // SAFETY: the slot holds a valid cache.
     let my_id = unsafe { (*me).id };
+    // Helpers that held another id's lock are gone (this thread holds its own: `fork_prepare`).
+    for (i, l) in ID_LOCK.iter().enumerate() {
+        if i + 1 != my_id as usize {
+            l.store(FREE, Ordering::Relaxed);
+        }
+    }
     let mut orphans = SpanList::new();
     crate::page_heap::with(|h| {
         h.for_each_small_span(|s| {
@@ -975,6 +1260,9 @@ pub fn after_fork_child() {
                     (*tc).partial = [const { SpanList::new() }; NUM_CLASSES];
                     (*tc).full = [const { SpanList::new() }; NUM_CLASSES];
                     flush_all(tc, true);
+                    if let Some(o) = OWNER_TC.get((*tc).id.wrapping_sub(1) as usize) {
+                        o.store(ptr::null_mut(), Ordering::Relaxed);
+                    }
                     unregister(r, tc);
                 }
                 tc = next;

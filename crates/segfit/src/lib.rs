@@ -161,6 +161,7 @@ unsafe impl GlobalAlloc for SegFit {
 /// Fork support: takes every allocator lock in a fixed order. Installed with `pthread_atfork`
 /// automatically at the first allocation; call it yourself only around a raw `fork` syscall.
 pub fn fork_prepare() {
+    cache::fork_lock_own();
     cache::REGISTRY_LOCK.lock();
     for c in central::CENTRAL.iter().skip(1) {
         c.lock().lock();
@@ -175,6 +176,7 @@ pub fn fork_parent() {
         c.lock().unlock();
     }
     cache::REGISTRY_LOCK.unlock();
+    cache::fork_unlock_own();
 }
 
 /// Fork support: call in the child after `fork()`: locks are re-created and the caches of the
@@ -187,4 +189,5 @@ pub fn fork_child() {
     cache::REGISTRY_LOCK.reset();
     cache::after_fork_child();
     scavenger::after_fork_child();
+    cache::fork_unlock_own();
 }
