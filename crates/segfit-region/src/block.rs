@@ -8,8 +8,17 @@
 //! used block:  [header][payload ..................]
 //! padded used: [header][pad...][slot][payload .....]   (over-aligned requests)
 //! free block:  [header][next][prev] ....... [footer]
-//! sentinel:    [header = 0][region start][previous sentinel]
+//! sentinel:    [header = 0][region start][previous sentinel | slack]
 //! ```
+//!
+//! Each heap has a *granularity* `GRAIN` (`FreeSet::GRAIN`: one word for
+//! the list allocators, two words — 16 bytes on 64-bit targets — for
+//! `SegregatedFit`). Block sizes are multiples of it and every block starts
+//! one word below a multiple of it, so every payload is `GRAIN`-aligned and
+//! a request with `align <= GRAIN` never needs a lead. A region whose
+//! usable length is not a whole number of grains keeps the rest (its
+//! *slack*, less than `GRAIN`) after its sentinel, recorded in the low bits
+//! of the sentinel's link word so that a claim continuing it still merges.
 //!
 //! The word in front of a payload (its *slot*) is normally the block header.
 //! When an over-aligned payload needs fewer than `MIN_BLOCK` bytes of lead
@@ -18,8 +27,8 @@
 //! distance from the header to the slot. Real headers never carry `PADDED`.
 //!
 //! Invariants (checked by `Heap::check_invariants`):
-//! * every block starts `WORD`-aligned and its size is a multiple of `WORD`,
-//!   at least `MIN_BLOCK`;
+//! * every block starts one word below a multiple of `GRAIN` and its size
+//!   is a multiple of `GRAIN`, at least `MIN_BLOCK`;
 //! * `header = size | FREE? | PREV_FREE?`; `PREV_FREE` is set exactly when the
 //!   physically preceding block is free (never on the first block of a region);
 //! * a free block's last word (its footer) holds its size, so the block after
@@ -120,32 +129,36 @@ pub(crate) unsafe fn make_free(b: *mut u8, size: usize) {
 }
 
 /// The block size that holds a payload of `size` bytes right after the
-/// header, or `None` if it would exceed `isize::MAX`. Branch-free apart from
-/// the (never taken for a valid `Layout`) overflow check.
+/// header, in a heap whose block sizes are multiples of `grain` (a power of
+/// two, at least `WORD`), or `None` if it would exceed `isize::MAX`.
+/// Branch-free apart from the (never taken for a valid `Layout`) overflow
+/// check.
 #[inline(always)]
-pub(crate) const fn block_size_for(size: usize) -> Option<usize> {
-    if size > isize::MAX as usize - 2 * WORD {
+pub(crate) const fn block_size_for(size: usize, grain: usize) -> Option<usize> {
+    if size > isize::MAX as usize - 2 * grain {
         return None;
     }
-    // Round `size + WORD` up to a multiple of WORD; at least MIN_BLOCK.
-    let b = (size + 2 * WORD - 1) & !(WORD - 1);
+    // Round `size + WORD` up to a multiple of `grain`; at least MIN_BLOCK.
+    let b = (size + WORD + grain - 1) & !(grain - 1);
     Some(if b < MIN_BLOCK { MIN_BLOCK } else { b })
 }
 
-/// The most lead [`lead_for`] can return for `align`: `align - WORD`, 0 for
-/// alignments up to a word.
+/// The most lead [`lead_for`] can return for `align` in a heap whose
+/// payloads all start `grain`-aligned: `align - grain`, 0 for alignments up
+/// to `grain`.
 #[inline(always)]
-pub(crate) const fn max_lead(align: usize) -> usize {
-    (if align > WORD { align } else { WORD }) - WORD
+pub(crate) const fn max_lead(align: usize, grain: usize) -> usize {
+    (if align > grain { align } else { grain }) - grain
 }
 
 /// How far into block `b` the header slot of an `align`-aligned payload lies
-/// (0 when `b`'s own payload is aligned; always `<= max_lead(align)`).
+/// (0 when `b`'s own payload is aligned; at most `max_lead(align, grain)`
+/// when `b + WORD` is `grain`-aligned).
 /// A lead of at least `MIN_BLOCK` is split off as a free block; a smaller one
 /// becomes padding (see the module docs). `None` on address overflow.
 #[inline(always)]
 pub(crate) fn lead_for(b: *mut u8, align: usize) -> Option<usize> {
-    let mask = max_lead(align) | (WORD - 1);
+    let mask = (align - 1) | (WORD - 1);
     let addr = b as usize;
     let payload = addr.checked_add(WORD)?.checked_add(mask)? & !mask;
     Some(payload - WORD - addr)

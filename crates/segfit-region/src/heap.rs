@@ -7,8 +7,11 @@
 //!
 //! Invariants, besides those of `block.rs`:
 //! * the free set holds exactly the blocks whose header has `FREE`;
-//! * `in_use + free + SENTINEL * regions == claimed`;
-//! * `free_blocks` is the number of free blocks.
+//! * used + free blocks + `SENTINEL * regions` cover `claimed` exactly.
+//!
+//! The heap keeps no per-call byte or block counters (they cost the hot
+//! paths a read-modify-write each): `stats` walks the free set instead, in
+//! O(free blocks), and derives the bytes in use from `claimed`.
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
@@ -33,6 +36,11 @@ pub(crate) unsafe trait FreeSet {
     /// replacing a neighbour in place to keep its list position (the
     /// address-ordered lists).
     const LIFO: bool = false;
+    /// Block granularity: every block size is a multiple of `GRAIN` (a power
+    /// of two, at least `WORD`, dividing `MIN_BLOCK`) and every block starts
+    /// `WORD` bytes before a `GRAIN`-aligned address, so every payload is
+    /// `GRAIN`-aligned and requests with `align <= GRAIN` never need a lead.
+    const GRAIN: usize = WORD;
     /// What `find` knows about the block it returns that makes the
     /// `*_found` updates cheaper (TLSF: its list, of which it is the head).
     type Found: Copy;
@@ -44,6 +52,25 @@ pub(crate) unsafe trait FreeSet {
         align: usize,
         steps: &mut u64,
     ) -> Option<(*mut u8, Self::Found)>;
+    /// [`FreeSet::find`] for `align <= GRAIN` (any block's payload is
+    /// aligned), or its quick part: when this returns `None`, `allocate`
+    /// (out of line) asks [`FreeSet::find_rest`] before giving up.
+    #[inline(always)]
+    fn find_quick(&mut self, need: usize, steps: &mut u64) -> Option<(*mut u8, Self::Found)> {
+        self.find(need, Self::GRAIN, steps)
+    }
+    /// What [`FreeSet::find`] would still try after
+    /// [`FreeSet::find_quick`]`(need)` returned `None` (nothing by default:
+    /// `find_quick` is the whole search).
+    fn find_rest(
+        &mut self,
+        need: usize,
+        align: usize,
+        steps: &mut u64,
+    ) -> Option<(*mut u8, Self::Found)> {
+        let _ = (need, align, steps);
+        None
+    }
     /// Adds the free block `b` of `size` bytes.
     ///
     /// # Safety
@@ -60,7 +87,9 @@ pub(crate) unsafe trait FreeSet {
         unsafe { self.insert(b, size) }
     }
     /// [`FreeSet::replace`] for the block `find` just returned (which
-    /// may be cheaper: TLSF knows it is a list head).
+    /// may be cheaper: TLSF knows it is a list head). Returns `old`, so the
+    /// caller need not keep it live across an out-of-line call (which
+    /// would cost `allocate` register saves on every call).
     ///
     /// # Safety
     /// As for `replace`; `old` and `found` must be what `find` just returned.
@@ -72,10 +101,11 @@ pub(crate) unsafe trait FreeSet {
         old_size: usize,
         new: *mut u8,
         new_size: usize,
-    ) {
+    ) -> *mut u8 {
         let _ = found;
         // SAFETY: forwarded from the caller.
-        unsafe { self.replace(old, old_size, new, new_size) }
+        unsafe { self.replace(old, old_size, new, new_size) };
+        old
     }
     /// [`FreeSet::remove`] for the block `find` just returned.
     ///
@@ -104,10 +134,41 @@ pub(crate) unsafe trait FreeSet {
             self.insert(new, new_size);
         }
     }
-    /// Size of the largest free block, 0 if none.
-    fn largest(&self) -> usize;
+    /// Walks the set: number, bytes and largest size of its blocks.
+    fn tally(&self) -> Tally;
     /// Checks the set's own structure; returns (blocks, bytes) it holds.
     fn check(&self) -> Result<(usize, usize), &'static str>;
+}
+
+/// Sentinel `s`'s link to the previous region's sentinel (null for the
+/// first region), and the `slack`: the bytes its region has after the
+/// sentinel, fewer than `GRAIN`, kept in the link's low bits (as words).
+///
+/// # Safety
+/// `s` must be a sentinel written by `claim`.
+#[inline]
+unsafe fn sentinel_link(s: *mut u8) -> (*mut u8, usize) {
+    // SAFETY: a sentinel's third word is its link.
+    let link = unsafe { ptr(s, 2) };
+    let tag = link as usize & (WORD - 1);
+    (link.wrapping_sub(tag), tag * WORD)
+}
+
+/// What [`FreeSet::tally`] counts.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Tally {
+    pub(crate) blocks: usize,
+    pub(crate) bytes: usize,
+    pub(crate) largest: usize,
+}
+
+impl Tally {
+    /// Counts one free block of `size` bytes.
+    pub(crate) fn add(&mut self, size: usize) {
+        self.blocks += 1;
+        self.bytes += size;
+        self.largest = self.largest.max(size);
+    }
 }
 
 /// The generic boundary-tag heap.
@@ -116,8 +177,6 @@ pub(crate) struct Heap<S> {
     /// Sentinel of the most recently claimed region (head of the region chain).
     last: *mut u8,
     claimed: usize,
-    in_use: usize,
-    free_blocks: usize,
     regions: usize,
     steps: u64,
 }
@@ -128,8 +187,6 @@ impl<S: FreeSet> Heap<S> {
             set: S::EMPTY,
             last: ptr::null_mut(),
             claimed: 0,
-            in_use: 0,
-            free_blocks: 0,
             regions: 0,
             steps: 0,
         }
@@ -149,30 +206,53 @@ impl<S: FreeSet> Heap<S> {
         let mut s = self.last;
         while !s.is_null() {
             // SAFETY: `s` walks the sentinel chain we wrote in earlier claims.
-            let (r_start, prev) = unsafe { (word(s, 1), ptr(s, 2)) };
-            let r_end = s as usize + SENTINEL;
+            let (r_start, (prev, slack)) = unsafe { (word(s, 1), sentinel_link(s)) };
+            let r_end = s as usize + SENTINEL + slack;
             if start < r_end && r_start < end {
                 return Err(ClaimError::Overlap);
             }
             s = prev;
         }
-        // SAFETY: pointer arithmetic stays inside the caller's range.
-        let first = unsafe { base.add(start - lo) };
-        // SAFETY: as above; `end - SENTINEL >= start + MIN_BLOCK`.
-        let sentinel = unsafe { base.add(end - SENTINEL - lo) };
-        let merge = !self.last.is_null() && self.last as usize + SENTINEL == start;
+        // A range that starts where the last region ends continues it.
+        // SAFETY: `self.last`, if not null, is our latest sentinel.
+        let merge = !self.last.is_null()
+            && unsafe { self.last as usize + SENTINEL + sentinel_link(self.last).1 } == start;
+        // The first block: the old sentinel when merging, else the first
+        // address `WORD` below a `GRAIN` boundary (at most `GRAIN - WORD`
+        // bytes in, so `first + MIN_BLOCK + SENTINEL <= end` still holds
+        // unless the range is only just long enough; checked below).
+        let first = if merge {
+            self.last as usize
+        } else {
+            ((start + WORD + S::GRAIN - 1) & !(S::GRAIN - 1)) - WORD
+        };
+        // The sentinel follows the last whole `GRAIN` multiple of blocks;
+        // the `slack` after it (less than `GRAIN`) stays unused, but is
+        // recorded so that a claim continuing this one still merges.
+        let blocks = (end - SENTINEL).saturating_sub(first) & !(S::GRAIN - 1);
+        if blocks < MIN_BLOCK {
+            return Err(ClaimError::TooSmall);
+        }
+        let sentinel_at = first + blocks;
+        let slack = end - SENTINEL - sentinel_at;
+        // SAFETY: `lo <= first` (when not merging) and
+        // `sentinel_at + SENTINEL <= end <= lo + len`: the sentinel lies
+        // inside the caller's range.
+        let sentinel = unsafe { base.add(sentinel_at - lo) };
         // SAFETY: the caller handed us `start..end`; all writes stay inside it
         // or in our own previous sentinel (when merging).
         unsafe {
             let (block, region_start, prev_sentinel) = if merge {
                 let old = self.last;
-                (old, word(old, 1), ptr(old, 2))
+                (old, word(old, 1), sentinel_link(old).0)
             } else {
-                (first, start, self.last)
+                // `lo <= start <= first < sentinel_at`: inside the range.
+                (base.add(first - lo), first, self.last)
             };
-            let size = sentinel as usize - block as usize;
+            let size = blocks;
             set_word(sentinel, 1, region_start);
-            set_ptr(sentinel, 2, prev_sentinel);
+            debug_assert!(slack.is_multiple_of(WORD) && slack / WORD < WORD);
+            set_ptr(sentinel, 2, prev_sentinel.wrapping_add(slack / WORD));
             self.free_block(
                 block,
                 size,
@@ -183,8 +263,14 @@ impl<S: FreeSet> Heap<S> {
                 self.regions += 1;
             }
         }
+        // `claimed` counts blocks and sentinels: merging turns the old
+        // sentinel (and its slack) into part of a block.
+        self.claimed += if merge {
+            sentinel_at - self.last as usize
+        } else {
+            sentinel_at + SENTINEL - first
+        };
         self.last = sentinel;
-        self.claimed += end - start;
         Ok(())
     }
 
@@ -205,7 +291,6 @@ impl<S: FreeSet> Heap<S> {
                 self.set.replace(start, psize, start, total);
             } else {
                 self.set.insert(start, total);
-                self.free_blocks += 1;
             }
             make_free(start, total);
             set_header(next, PREV_FREE);
@@ -216,66 +301,86 @@ impl<S: FreeSet> Heap<S> {
     pub(crate) fn allocate(&mut self, layout: Layout) -> Option<NonNull<u8>> {
         // A `Layout` size is at most `isize::MAX`, so this cannot overflow;
         // an absurd `need` simply finds no block.
-        let need = (layout.size() + 2 * WORD - 1) & !(WORD - 1);
+        let need = (layout.size() + WORD + S::GRAIN - 1) & !(S::GRAIN - 1);
         let need = need.max(MIN_BLOCK);
-        debug_assert!(block_size_for(layout.size()).is_none_or(|n| n == need));
+        debug_assert!(block_size_for(layout.size(), S::GRAIN).is_none_or(|n| n == need));
         let align = layout.align();
-        let (b, found) = self.set.find(need, align, &mut self.steps)?;
-        // SAFETY: `find` returned a free block of ours that fits the request.
-        unsafe { Some(self.carve(b, found, need, align)) }
+        if align <= S::GRAIN {
+            // Every payload is `GRAIN`-aligned: no lead, no padding.
+            if let Some((b, found)) = self.set.find_quick(need, &mut self.steps) {
+                // SAFETY: `find_quick` returned a free block of ours, in the
+                // set, of at least `need` bytes.
+                return unsafe { Some(self.carve_head(b, found, need)) };
+            }
+        }
+        self.allocate_slow(need, align)
     }
 
-    /// Allocates `need` bytes with an `align`-aligned payload out of the free
-    /// block `b`: a lead of at least `MIN_BLOCK` and a trailing remainder of at
-    /// least `MIN_BLOCK` go back to the set; a smaller lead becomes padding,
-    /// a smaller remainder stays in the block.
-    ///
-    /// # Safety
-    /// `b` and `found` must have just been returned by `find` (so `b` is in
-    /// the set) and [`fits`]`(b, size, need, align)`.
-    #[inline(always)]
-    unsafe fn carve(
-        &mut self,
-        b: *mut u8,
-        found: S::Found,
-        need: usize,
-        align: usize,
-    ) -> NonNull<u8> {
-        // SAFETY: `b` is a free block in a region we own; all offsets stay
-        // inside it because it fits the request.
+    /// `allocate` for over-aligned requests, and the rest of the search
+    /// when the quick one failed. Out of line, so the common path needs no
+    /// stack frame.
+    #[inline(never)]
+    fn allocate_slow(&mut self, need: usize, align: usize) -> Option<NonNull<u8>> {
+        let (b, found) = if align <= S::GRAIN {
+            self.set.find_rest(need, align, &mut self.steps)?
+        } else {
+            self.set.find(need, align, &mut self.steps)?
+        };
+        // SAFETY: the set returned a free block of ours that fits the request.
         unsafe {
-            let size = header(b) & !FLAGS;
             let lead = lead_in(b, align);
             debug_assert_eq!(Some(lead), lead_for(b, align));
             if lead == 0 {
-                // The common case: the block's own payload is aligned.
-                let rest = size - need;
-                if rest >= MIN_BLOCK {
-                    let tail = b.add(need);
-                    self.set.replace_found(b, found, size, tail, rest);
-                    make_free(tail, rest);
-                    set_header(b, need);
-                    self.in_use += need;
-                } else {
-                    self.set.remove_found(b, found, size);
-                    self.free_blocks -= 1;
-                    set_header(b, size);
-                    let next = b.add(size);
-                    set_header(next, header(next) & !PREV_FREE);
-                    self.in_use += size;
-                }
-                return NonNull::new_unchecked(b.add(WORD));
+                Some(self.carve_head(b, found, need))
+            } else {
+                let size = header(b) & !FLAGS;
+                Some(self.carve_aligned(b, size, need, lead))
             }
-            self.carve_aligned(b, size, need, lead)
         }
     }
 
-    /// [`Self::carve`] for a payload that does not start right after `b`'s
-    /// header (`lead > 0`).
+    /// Allocates `need` bytes out of the free block `b` whose own payload
+    /// (right after its header) is suitably aligned: a trailing remainder
+    /// of at least `MIN_BLOCK` goes back to the set, a smaller one stays in
+    /// the block.
     ///
     /// # Safety
-    /// As for `carve`; `lead = lead_for(b, align)` and `lead + need <= size`.
-    #[inline(never)]
+    /// `b` and `found` must have just been returned by a `find*` method (so
+    /// `b` is in the set) and `b` must hold at least `need` bytes.
+    #[inline(always)]
+    unsafe fn carve_head(&mut self, b: *mut u8, found: S::Found, need: usize) -> NonNull<u8> {
+        // SAFETY: `b` is a free block in a region we own; all offsets stay
+        // inside it because it holds `need` bytes.
+        unsafe {
+            let size = header(b) & !FLAGS;
+            debug_assert!(size >= need);
+            let rest = size - need;
+            if rest >= MIN_BLOCK {
+                let tail = b.add(need);
+                // (Tags first: `replace_found` only touches link words.)
+                make_free(tail, rest);
+                set_header(b, need);
+                let b = self.set.replace_found(b, found, size, tail, rest);
+                NonNull::new_unchecked(b.add(WORD))
+            } else {
+                self.set.remove_found(b, found, size);
+                set_header(b, size);
+                let next = b.add(size);
+                set_header(next, header(next) & !PREV_FREE);
+                NonNull::new_unchecked(b.add(WORD))
+            }
+        }
+    }
+
+    /// Allocates `need` bytes with a payload `lead` bytes into the free
+    /// block `b` (of `size` bytes): a lead of at least `MIN_BLOCK` and a
+    /// trailing remainder of at least `MIN_BLOCK` go back to the set; a
+    /// smaller lead becomes padding, a smaller remainder stays in the block.
+    ///
+    /// # Safety
+    /// `b` must be in the set, `lead = lead_for(b, align) > 0` and
+    /// `lead + need <= size`.
+    #[inline(always)]
     unsafe fn carve_aligned(
         &mut self,
         b: *mut u8,
@@ -283,7 +388,8 @@ impl<S: FreeSet> Heap<S> {
         need: usize,
         lead: usize,
     ) -> NonNull<u8> {
-        // SAFETY: as for `carve`.
+        // SAFETY: `b` is a free block of ours in the set and `lead + need <= size`,
+        // so every offset below stays inside it.
         unsafe {
             let (start, pad, lead_free) = if lead >= MIN_BLOCK {
                 (b.add(lead), 0, lead)
@@ -301,14 +407,12 @@ impl<S: FreeSet> Heap<S> {
             match (lead_free != 0, trail != 0) {
                 (false, false) => {
                     self.set.remove(b, size);
-                    self.free_blocks -= 1;
                 }
                 (true, false) => self.set.replace(b, size, b, lead_free),
                 (false, true) => self.set.replace(b, size, tail, trail),
                 (true, true) => {
                     self.set.replace(b, size, b, lead_free);
                     self.set.insert_after(b, tail, trail);
-                    self.free_blocks += 1;
                 }
             }
             if lead_free != 0 {
@@ -325,7 +429,6 @@ impl<S: FreeSet> Heap<S> {
             } else {
                 set_header(tail, header(tail) & !PREV_FREE);
             }
-            self.in_use += take;
             NonNull::new_unchecked(start.add(pad + WORD))
         }
     }
@@ -343,7 +446,6 @@ impl<S: FreeSet> Heap<S> {
                 return;
             }
             let size = h & !FLAGS;
-            self.in_use -= size;
             if S::LIFO {
                 self.free_unordered(b, h, size);
                 return;
@@ -360,7 +462,6 @@ impl<S: FreeSet> Heap<S> {
                     start = b.sub(psize);
                     total += psize;
                     self.set.remove(next, nsize);
-                    self.free_blocks -= 1;
                     self.set.replace(start, psize, start, total);
                 } else {
                     self.set.replace(next, nsize, b, total);
@@ -374,7 +475,6 @@ impl<S: FreeSet> Heap<S> {
                     self.set.replace(start, psize, start, total);
                 } else {
                     self.set.insert(b, total);
-                    self.free_blocks += 1;
                 }
                 set_header(next, nh | PREV_FREE);
             }
@@ -401,21 +501,18 @@ impl<S: FreeSet> Heap<S> {
                 let psize = b.sub(WORD).cast::<usize>().read();
                 start = b.sub(psize);
                 self.set.remove(start, psize);
-                self.free_blocks -= 1;
             }
             let nh = header(end);
             if nh & FREE != 0 {
                 let nsize = nh & !FLAGS;
                 self.set.remove(end, nsize);
                 end = end.add(nsize);
-                self.free_blocks -= 1;
             } else {
                 set_header(end, nh | PREV_FREE);
             }
             let total = end as usize - start as usize;
             self.set.insert(start, total);
             make_free(start, total);
-            self.free_blocks += 1;
         }
     }
 
@@ -428,7 +525,7 @@ impl<S: FreeSet> Heap<S> {
         unsafe {
             let (b, h) = block_of(p.as_ptr());
             let pad = p.as_ptr() as usize - WORD - b as usize;
-            let Some(need) = block_size_for(new_size).map(|n| n + pad) else {
+            let Some(need) = block_size_for(new_size, S::GRAIN).map(|n| n + pad) else {
                 return false;
             };
             let size = h & !FLAGS;
@@ -447,14 +544,12 @@ impl<S: FreeSet> Heap<S> {
                     make_free(tail, rest + nsize);
                 } else if rest >= MIN_BLOCK {
                     self.set.insert(tail, rest);
-                    self.free_blocks += 1;
                     make_free(tail, rest);
                     set_header(next, nh | PREV_FREE);
                 } else {
                     return true;
                 }
                 set_header(b, need | (h & PREV_FREE));
-                self.in_use -= rest;
                 return true;
             }
             if !next_free {
@@ -470,14 +565,11 @@ impl<S: FreeSet> Heap<S> {
                 self.set.replace(next, nsize, tail, extra);
                 make_free(tail, extra);
                 set_header(b, need | (h & PREV_FREE));
-                self.in_use += need - size;
             } else {
                 self.set.remove(next, nsize);
-                self.free_blocks -= 1;
                 let after = b.add(avail);
                 set_header(after, header(after) & !PREV_FREE);
                 set_header(b, avail | (h & PREV_FREE));
-                self.in_use += nsize;
             }
             true
         }
@@ -504,19 +596,16 @@ impl<S: FreeSet> Heap<S> {
         }
     }
 
-    /// Bytes in free blocks: everything claimed that is neither in use nor
-    /// a sentinel (derived, so the hot paths keep one byte counter, not two).
-    fn free(&self) -> usize {
-        self.claimed - self.in_use - SENTINEL * self.regions
-    }
-
+    /// O(free blocks): walks the free set; the bytes in use are everything
+    /// claimed that is neither free nor a sentinel.
     pub(crate) fn stats(&self) -> RegionStats {
+        let t = self.set.tally();
         RegionStats {
             claimed: self.claimed,
-            in_use: self.in_use,
-            free: self.free(),
-            largest_free: self.set.largest(),
-            free_blocks: self.free_blocks,
+            in_use: self.claimed - t.bytes - SENTINEL * self.regions,
+            free: t.bytes,
+            largest_free: t.largest,
+            free_blocks: t.blocks,
             search_steps: self.steps,
         }
     }
@@ -541,8 +630,11 @@ impl<S: FreeSet> Heap<S> {
                     }
                     let h = header(b);
                     let size = h & !FLAGS;
-                    if size < MIN_BLOCK || !size.is_multiple_of(WORD) {
+                    if size < MIN_BLOCK || !size.is_multiple_of(S::GRAIN) {
                         return Err("bad block size");
+                    }
+                    if !(b as usize + WORD).is_multiple_of(S::GRAIN) {
+                        return Err("misaligned block");
                     }
                     if (h & PREV_FREE != 0) != prev_free {
                         return Err("PREV_FREE flag disagrees with predecessor");
@@ -566,14 +658,15 @@ impl<S: FreeSet> Heap<S> {
                 if (header(s) & PREV_FREE != 0) != prev_free {
                     return Err("sentinel PREV_FREE flag disagrees");
                 }
-                s = ptr(s, 2);
+                s = sentinel_link(s).0;
             }
         }
         if regions != self.regions {
             return Err("region count mismatch");
         }
-        if free_n != self.free_blocks || free_b != self.free() || used_b != self.in_use {
-            return Err("stats counters disagree with the heap walk");
+        let t = self.set.tally();
+        if t.blocks != free_n || t.bytes != free_b {
+            return Err("free-set tally disagrees with the heap walk");
         }
         if used_b + free_b + SENTINEL * regions != self.claimed {
             return Err("blocks do not cover the claimed memory");

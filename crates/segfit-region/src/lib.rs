@@ -18,8 +18,10 @@
 //!
 //! # Paths (free-list allocators)
 //!
-//! Allocation: 1. round the request up to a block size (`size + WORD`,
-//! at least `4 * WORD`), 2. ask the free set for a block that fits, with
+//! Allocation: 1. round the request up to a block size (`size + WORD`
+//! rounded up to the heap's granularity — one word, or two for
+//! `SegregatedFit` — and at least `4 * WORD`), 2. ask the free set for a
+//! block that fits, with
 //! alignment, 3. split off an aligned leading piece and a trailing piece if
 //! they are big enough to be blocks, returning them to the free set,
 //! 4. return the payload.
@@ -78,9 +80,17 @@ impl core::fmt::Display for ClaimError {
 /// A snapshot of an allocator's bookkeeping. Sizes are in bytes and count
 /// whole blocks (headers included), so for the free-list allocators
 /// `in_use + free` equals `claimed` minus three words per region.
+///
+/// The free-list allocators keep no per-call counters of bytes or blocks
+/// (they would cost every allocation and free a read-modify-write):
+/// [`RegionAlloc::stats`] walks their free set, in O(free blocks), and
+/// derives `in_use` from `claimed`. Only `search_steps` is counted as it
+/// happens.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RegionStats {
-    /// Bytes under management (after trimming ranges to word alignment).
+    /// Bytes under management: blocks and sentinels, after trimming each
+    /// range to the allocator's granularity (a word; two words for
+    /// `SegregatedFit`, which may leave one word unused at each end).
     pub claimed: usize,
     /// Bytes in live blocks (for `Bump`: bytes consumed since the last reset).
     pub in_use: usize,
@@ -131,7 +141,8 @@ pub trait RegionAlloc {
         new_size: usize,
     ) -> Option<NonNull<u8>>;
 
-    /// Current statistics.
+    /// Current statistics. O(1) for `Bump`; O(free blocks) for the
+    /// free-list allocators, which walk their free set (see [`RegionStats`]).
     fn stats(&self) -> RegionStats;
 }
 
@@ -161,8 +172,10 @@ macro_rules! free_list_type {
 
             /// Walks every block of every region and checks the invariants:
             /// tags and footers agree, no two free blocks are adjacent, the
-            /// free index holds exactly the free blocks, and the counters of
-            /// [`RegionAlloc::stats`] match. O(blocks); for tests and debugging.
+            /// free index holds exactly the free blocks (the walk behind
+            /// [`RegionAlloc::stats`] agrees with the block walk), and the
+            /// blocks and sentinels cover the claimed memory. O(blocks); for
+            /// tests and debugging.
             pub fn check_invariants(&self) -> Result<(), &'static str> {
                 self.heap.check_invariants()
             }
@@ -319,6 +332,14 @@ free_list_type! {
     ///   to the request, so the rounding is not lost as internal waste.
     ///   Freed blocks go to the front of their list (LIFO), which is
     ///   cache-friendly but not address-ordered.
+    /// * **Granularity:** block sizes are multiples of two words (16 bytes
+    ///   on 64-bit targets) and every payload is 16-byte aligned, so
+    ///   requests with `align <= 16` (almost all) never need padding; sizes
+    ///   under 512 B have exact 16-byte classes. Up to 15 bytes of rounding
+    ///   per block is the price (heap efficiency 95.8% in the benchmark,
+    ///   against 96.2% with one-word granularity).
+    /// * **Statistics:** [`RegionAlloc::stats`] is O(free blocks): it walks
+    ///   the lists rather than keep counters on the hot paths.
     ///
     /// ```
     /// use core::alloc::Layout;
@@ -345,7 +366,9 @@ impl SegregatedFit {
     pub const SL_BITS: u32 = tlsf::SL_BITS;
 
     /// The block size the O(1) search asks for when it needs a block of
-    /// `size` bytes: `size` rounded up to a size-class boundary. Always
+    /// `size` bytes: `size` rounded up to a size-class boundary (block sizes
+    /// are multiples of 16 bytes, on 64-bit targets; for such sizes under
+    /// 512 B the classes are exact and nothing is rounded). Always
     /// `size <= search_size(size) < size + size / 2^SL_BITS + 1`
     /// (the documented waste bound). `None` on overflow.
     pub fn search_size(size: usize) -> Option<usize> {

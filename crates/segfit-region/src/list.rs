@@ -13,7 +13,7 @@ use core::marker::PhantomData;
 use core::ptr;
 
 use crate::block::*;
-use crate::heap::FreeSet;
+use crate::heap::{FreeSet, Tally};
 
 const NEXT: usize = 1;
 const PREV: usize = 2;
@@ -232,17 +232,17 @@ unsafe impl<P: Policy> FreeSet for List<P> {
         }
     }
 
-    fn largest(&self) -> usize {
-        let mut best = 0;
+    fn tally(&self) -> Tally {
+        let mut t = Tally::default();
         let mut b = self.head;
         while !b.is_null() {
             // SAFETY: walking our own nodes.
             unsafe {
-                best = best.max(size_of_block(b));
+                t.add(size_of_block(b));
                 b = next(b);
             }
         }
-        best
+        t
     }
 
     fn check(&self) -> Result<(usize, usize), &'static str> {

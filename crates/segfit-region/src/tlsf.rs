@@ -2,10 +2,15 @@
 //! `SegregatedFit`.
 //!
 //! A free block of size `s` lives in list `(fl, sl)`: `fl` is its power-of-two
-//! range and `sl` one of `SL = 2^SL_BITS` equal slices of that range. Sizes
-//! below `LINEAR` share `fl = 0`, with one exact `WORD`-wide class per `sl`.
-//! Two bitmaps record which lists are non-empty, so finding a list whose every
-//! block is large enough is two `trailing_zeros` — no loop.
+//! range and `sl` one of `SL = 2^SL_BITS` equal slices of that range. Block
+//! sizes are multiples of `GRAIN` (two words), so sizes below `LINEAR`
+//! (512 B on 64-bit targets) share `fl = 0`, with one exact `GRAIN`-wide
+//! class per `sl`. Two bitmaps record which lists are non-empty, so finding
+//! a list whose every block is large enough is two `trailing_zeros`. A
+//! first-level bit is cleared lazily: the hot paths only keep the
+//! second-level bits exact, and the search clears (and skips) a first-level
+//! bit whose level turns out to be empty — each stale bit costs one extra
+//! iteration, once.
 //!
 //! Lists are doubly linked through words 1 (`next`) and 2 (`prev`) of each
 //! free block. A head's `prev` word holds a *tag* naming its list
@@ -13,13 +18,14 @@
 //! any node — the free path's neighbour merges — needs neither the node's
 //! size class nor a branch on "is it a head?": the word that points at the
 //! node is the head slot named by the tag or the previous node's `next`,
-//! chosen with a conditional move, and the bitmap bits are cleared
+//! chosen with a conditional move, and the second-level bit is cleared
 //! branch-free when the list empties. The tag cannot be a pointer to the
 //! head slot (as talc's `next_of_prev` is) because the allocator may be
 //! moved after `claim`; an index stays valid wherever the `Tlsf` lives.
 //!
 //! Invariants (checked by `Tlsf::check`):
-//! * bit `fl` of `fl_bitmap` is set iff `sl_bitmap[fl] != 0`;
+//! * bit `fl` of `fl_bitmap` is set if `sl_bitmap[fl] != 0` (it may stay
+//!   set after the level empties: the search clears such stale bits);
 //! * bit `sl` of `sl_bitmap[fl]` is set iff list `(fl, sl)` is non-empty;
 //! * every block in list `(fl, sl)` has `mapping(size) == fl * SL + sl`;
 //! * each node's `prev` is the node before it, the head's is
@@ -28,14 +34,19 @@
 use core::ptr;
 
 use crate::block::*;
-use crate::heap::FreeSet;
+use crate::heap::{FreeSet, Tally};
 
 /// log2 of the number of second-level slices per power of two.
 pub(crate) const SL_BITS: u32 = 5;
 /// Number of second-level lists per first-level range.
 const SL: usize = 1 << SL_BITS;
-const G: u32 = WORD.trailing_zeros();
-/// Sizes below this use exact `WORD`-granular classes in `fl = 0`.
+/// Block granularity: two words (16 bytes on 64-bit targets), so every
+/// payload is 16-byte aligned and the common `align <= 16` requests never
+/// need padding or a split-off lead.
+const GRAIN: usize = 2 * WORD;
+const G: u32 = GRAIN.trailing_zeros();
+/// Sizes below this use exact `GRAIN`-wide classes in `fl = 0` (block sizes
+/// are multiples of `GRAIN`, so each such class holds one size).
 const LINEAR: usize = 1 << (SL_BITS + G);
 /// Number of first-level ranges: a power of two (so indexes masked with
 /// `FL - 1` need no bounds check) covering every `usize`.
@@ -74,8 +85,8 @@ const MAX_SEARCH: usize = 1 << (usize::BITS - 2);
 /// The list a free block of `size` bytes belongs to (`size >= MIN_BLOCK`),
 /// as `fl * SL + sl`.
 ///
-/// Branch-free: with `t = size / WORD` and `m` the top bit of `t | SL`,
-/// `shift = m - SL_BITS` is the class width (as a power of two, in words)
+/// Branch-free: with `t = size / GRAIN` and `m` the top bit of `t | SL`,
+/// `shift = m - SL_BITS` is the class width (as a power of two, in grains)
 /// and `t >> shift` lies in `SL..2 * SL` (its top bit adds the one that
 /// `fl = shift + 1` needs) — except in the linear range (`t < SL`), where
 /// `shift = 0` and `t` is the exact class in `fl = 0`.
@@ -119,25 +130,41 @@ pub(crate) fn search_size(size: usize) -> Option<usize> {
 
 impl Tlsf {
     /// First block of a non-empty list at or above `(fl, sl)`, and its list.
-    /// One branch: whether `fl` itself has a large-enough list.
+    /// One branch: whether `fl` itself has a large-enough list (if not, the
+    /// next non-empty level, skipping stale first-level bits).
     #[inline(always)]
-    fn first_at_or_above(&self, fl: usize, sl: usize) -> Option<(*mut u8, usize)> {
+    fn first_at_or_above(&mut self, fl: usize, sl: usize) -> Option<(*mut u8, usize)> {
         let fl = fl & (FL - 1);
         let sl_map = self.sl_bitmap[fl] & (u32::MAX << (sl & (SL - 1)));
         let (fl2, map) = if sl_map != 0 {
             (fl, sl_map)
         } else {
-            // Candidate first levels above `fl` (`fl + 1 < FL` for every
-            // rounded search size).
-            let fl_map = self.fl_bitmap & (usize::MAX << 1 << fl);
+            self.first_level_above(fl)?
+        };
+        let idx = fl2 * SL + (map.trailing_zeros() as usize & (SL - 1));
+        Some((self.heads[idx], idx))
+    }
+
+    /// The lowest first level above `fl` with a non-empty list, and its
+    /// second-level bitmap. First-level bits are cleared lazily, here: a
+    /// set bit whose level has emptied since is cleared and skipped.
+    #[inline(always)]
+    fn first_level_above(&mut self, fl: usize) -> Option<(usize, u32)> {
+        // Candidate first levels above `fl` (`fl + 1 < FL` for every
+        // rounded search size).
+        let mut fl_map = self.fl_bitmap & (usize::MAX << 1 << fl);
+        loop {
             if fl_map == 0 {
                 return None;
             }
             let fl2 = fl_map.trailing_zeros() as usize & (FL - 1);
-            (fl2, self.sl_bitmap[fl2])
-        };
-        let idx = fl2 * SL + (map.trailing_zeros() as usize & (SL - 1));
-        Some((self.heads[idx], idx))
+            let map = self.sl_bitmap[fl2];
+            if map != 0 {
+                return Some((fl2, map));
+            }
+            self.fl_bitmap &= !(1 << fl2);
+            fl_map &= fl_map - 1;
+        }
     }
 
     /// A pointer whose link words (`NEXT`, `PREV`) may be written when `b`
@@ -153,7 +180,8 @@ impl Tlsf {
     }
 
     /// Sets list `idx`'s head to `n` (null or a node whose `prev` already
-    /// holds `tag(idx)`), clearing the bitmap bits if the list is now empty.
+    /// holds `tag(idx)`), clearing its second-level bit if the list is now
+    /// empty (the first-level bit is cleared lazily by the search).
     /// Branch-free: "did the list empty?" predicts badly.
     #[inline(always)]
     fn set_head(&mut self, idx: usize, n: *mut u8) {
@@ -162,8 +190,6 @@ impl Tlsf {
         self.heads[idx] = n;
         let empty = n.is_null() as u32;
         self.sl_bitmap[fl] &= !(empty << sl);
-        let fl_empty = (self.sl_bitmap[fl] == 0) as usize;
-        self.fl_bitmap &= !(fl_empty << fl);
     }
 
     /// Unlinks the head `b` of list `idx`.
@@ -182,12 +208,37 @@ impl Tlsf {
         }
     }
 
+    /// The other-class case of `replace_found`: pops the head `old` of list
+    /// `idx`, inserts `new` and returns `old`. Out of line (and called in
+    /// tail position): it needs more registers than the rest of
+    /// `allocate`, which would otherwise save and restore them on every
+    /// call.
+    ///
+    /// # Safety
+    /// `old` must be the head of list `idx`; `new` a free block of
+    /// `new_size` bytes, not in the set.
+    #[inline(never)]
+    unsafe fn pop_and_insert(
+        &mut self,
+        old: *mut u8,
+        idx: usize,
+        new: *mut u8,
+        new_size: usize,
+    ) -> *mut u8 {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            self.pop(old, idx);
+            self.insert(new, new_size);
+        }
+        old
+    }
+
     /// The O(1) bitmap search (`None` if no list is certain to fit).
     #[inline(always)]
     fn find_fast(&mut self, need: usize, align: usize) -> Option<(*mut u8, usize)> {
-        // `need` is a multiple of WORD and, for a valid Layout,
-        // `need + max_lead(align)` cannot overflow.
-        let want = need.wrapping_add(max_lead(align));
+        // `need` is a multiple of GRAIN and, for a valid Layout,
+        // `need + max_lead(align, GRAIN)` cannot overflow.
+        let want = need.wrapping_add(max_lead(align, GRAIN));
         if want > MAX_SEARCH {
             return None;
         }
@@ -217,7 +268,7 @@ impl Tlsf {
             return None;
         }
         let lo = mapping(need);
-        let hi = mapping(need.saturating_add(max_lead(align)).min(MAX_SEARCH));
+        let hi = mapping(need.saturating_add(max_lead(align, GRAIN)).min(MAX_SEARCH));
         let classes = [lo, hi];
         let n = if hi == lo { 1 } else { 2 };
         for &idx in &classes[..n] {
@@ -243,7 +294,7 @@ impl Tlsf {
 }
 
 // SAFETY: `find` only returns list nodes; the O(1) path returns blocks of
-// at least `need + max_lead(align)` bytes, the fallback checks `fits`.
+// at least `need + max_lead(align, GRAIN)` bytes, the fallback checks `fits`.
 unsafe impl FreeSet for Tlsf {
     const EMPTY: Self = Tlsf {
         fl_bitmap: 0,
@@ -254,6 +305,8 @@ unsafe impl FreeSet for Tlsf {
 
     const LIFO: bool = true;
 
+    const GRAIN: usize = GRAIN;
+
     /// The list index `fl * SL + sl` of the head returned.
     type Found = usize;
 
@@ -263,6 +316,23 @@ unsafe impl FreeSet for Tlsf {
             *steps += 1;
             return Some(found);
         }
+        self.scan_class(need, align, steps)
+    }
+
+    #[inline(always)]
+    fn find_quick(&mut self, need: usize, steps: &mut u64) -> Option<(*mut u8, usize)> {
+        let found = self.find_fast(need, GRAIN)?;
+        *steps += 1;
+        Some(found)
+    }
+
+    #[inline(always)]
+    fn find_rest(
+        &mut self,
+        need: usize,
+        align: usize,
+        steps: &mut u64,
+    ) -> Option<(*mut u8, usize)> {
         self.scan_class(need, align, steps)
     }
 
@@ -292,7 +362,7 @@ unsafe impl FreeSet for Tlsf {
         old_size: usize,
         new: *mut u8,
         new_size: usize,
-    ) {
+    ) -> *mut u8 {
         // SAFETY: `old` is the head of list `idx` (`find` returns heads);
         // its `next` is a node or null (then the write goes to scratch).
         unsafe {
@@ -304,9 +374,9 @@ unsafe impl FreeSet for Tlsf {
                 let dst = self.or_scratch(n);
                 set_ptr(dst, PREV, new);
                 self.heads[idx & (LISTS - 1)] = new;
+                old
             } else {
-                self.pop(old, idx);
-                self.insert(new, new_size);
+                self.pop_and_insert(old, idx, new, new_size)
             }
         }
     }
@@ -338,14 +408,12 @@ unsafe impl FreeSet for Tlsf {
                 (p as *mut u8).add(NEXT * WORD)
             };
             slot.cast::<*mut u8>().write(n);
-            // Clear the bitmap bits if `b` was alone in its list. When it
-            // was not a head, `idx` is meaningless but `empty` is 0 and the
-            // first-level bit of a level is only cleared when it is 0 already.
+            // Clear the second-level bit if `b` was alone in its list (the
+            // first-level bit is cleared lazily by the search). When it was
+            // not a head, `idx` is meaningless but `empty` is 0.
             let empty = (is_head & n.is_null()) as u32;
             let (fl, sl) = (idx / SL, idx % SL);
             self.sl_bitmap[fl] &= !(empty << sl);
-            let fl_empty = (self.sl_bitmap[fl] == 0) as usize;
-            self.fl_bitmap &= !(fl_empty << fl);
         }
     }
 
@@ -359,29 +427,35 @@ unsafe impl FreeSet for Tlsf {
         }
     }
 
-    fn largest(&self) -> usize {
-        if self.fl_bitmap == 0 {
-            return 0;
-        }
-        let fl = (usize::BITS - 1 - self.fl_bitmap.leading_zeros()) as usize;
-        let sl = (u32::BITS - 1 - self.sl_bitmap[fl].leading_zeros()) as usize;
-        let mut best = 0;
-        let mut b = self.heads[fl * SL + sl];
-        while !b.is_null() {
-            // SAFETY: walking our own list nodes.
-            unsafe {
-                best = best.max(header(b) & !FLAGS);
-                b = ptr(b, NEXT);
+    fn tally(&self) -> Tally {
+        let mut t = Tally::default();
+        // Only the non-empty lists, found through the bitmaps.
+        let mut fls = self.fl_bitmap;
+        while fls != 0 {
+            let fl = fls.trailing_zeros() as usize;
+            fls &= fls - 1;
+            let mut sls = self.sl_bitmap[fl];
+            while sls != 0 {
+                let sl = sls.trailing_zeros() as usize;
+                sls &= sls - 1;
+                let mut b = self.heads[fl * SL + sl];
+                while !b.is_null() {
+                    // SAFETY: walking our own list nodes.
+                    unsafe {
+                        t.add(header(b) & !FLAGS);
+                        b = ptr(b, NEXT);
+                    }
+                }
             }
         }
-        best
+        t
     }
 
     fn check(&self) -> Result<(usize, usize), &'static str> {
         let (mut n, mut bytes) = (0usize, 0usize);
         for fl in 0..FL {
-            if (self.fl_bitmap >> fl & 1 != 0) != (self.sl_bitmap[fl] != 0) {
-                return Err("first-level bitmap disagrees with second level");
+            if self.fl_bitmap >> fl & 1 == 0 && self.sl_bitmap[fl] != 0 {
+                return Err("first-level bit clear for a non-empty level");
             }
             for sl in 0..SL {
                 let idx = fl * SL + sl;

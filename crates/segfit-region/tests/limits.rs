@@ -131,6 +131,79 @@ fn disjoint_claims_stay_separate_and_adjacent_ones_merge() {
     );
 }
 
+/// Checks the accounting identity of a free-list allocator's stats.
+fn assert_stats_cover_claimed(a: &dyn FreeListCheck, regions: usize) {
+    let s = a.stats_dyn();
+    assert_eq!(
+        s.in_use + s.free + regions * 3 * std::mem::size_of::<usize>(),
+        s.claimed,
+        "{s:?}"
+    );
+}
+
+trait FreeListCheck {
+    fn stats_dyn(&self) -> segfit_region::RegionStats;
+}
+impl<A: RegionAlloc> FreeListCheck for A {
+    fn stats_dyn(&self) -> segfit_region::RegionStats {
+        self.stats()
+    }
+}
+
+#[test]
+fn claims_at_any_byte_offset_align_payloads_and_merge_when_adjacent() {
+    // (A claim ending mid-word is trimmed to a word, so one starting at
+    // its unaligned end does not continue it.)
+    fn run<A: RegionAlloc + Default>(check: fn(&A) -> Result<(), &'static str>) {
+        for offset in 0..24 {
+            for len in [4096, 4104, 4112, 4120] {
+                let mut mem = Memory::new(1 << 14);
+                let mut a = A::default();
+                // SAFETY: `mem` outlives `a`; the two ranges are adjacent
+                // and disjoint, inside `mem`.
+                unsafe {
+                    let base = mem.ptr().add(offset);
+                    a.claim(base, len).unwrap();
+                    a.claim(base.add(len), 4096).unwrap();
+                }
+                check(&a).unwrap();
+                // Word-aligned ends: the second claim starts where the first
+                // ended, so it continues it.
+                let merged = (offset + len) % std::mem::size_of::<usize>() == 0;
+                let regions = if merged { 1 } else { 2 };
+                assert_eq!(a.stats().free_blocks, regions, "offset {offset}, len {len}");
+                assert_stats_cover_claimed(&a, regions);
+                let mut live = Vec::new();
+                for (i, align) in [1, 8, 16, 32, 64, 16, 8, 256].into_iter().enumerate() {
+                    let l = Layout::from_size_align(24 + 40 * i, align).unwrap();
+                    let p = a.allocate(l).unwrap();
+                    assert_eq!(p.as_ptr() as usize % align, 0, "align {align}");
+                    live.push((p, l));
+                }
+                if merged {
+                    let big = Layout::from_size_align(6000, 16).unwrap();
+                    let p = a
+                        .allocate(big)
+                        .expect("merged claims serve a request bigger than either");
+                    live.push((p, big));
+                }
+                check(&a).unwrap();
+                assert_stats_cover_claimed(&a, regions);
+                for (p, l) in live {
+                    // SAFETY: live with `l`.
+                    unsafe { a.deallocate(p, l) };
+                }
+                check(&a).unwrap();
+                let s = a.stats();
+                assert_eq!((s.free_blocks, s.in_use), (regions, 0), "{s:?}");
+            }
+        }
+    }
+    run::<SegregatedFit>(SegregatedFit::check_invariants);
+    run::<FirstFit>(FirstFit::check_invariants);
+    run::<BestFit>(BestFit::check_invariants);
+}
+
 #[test]
 fn bump_frees_only_the_most_recent_block() {
     let mut mem = Memory::new(4096);
