@@ -206,6 +206,37 @@ const MAX_IDS: usize = 1 << 16;
 /// Bit `id - 1` is set while the cache with that id is alive.
 static LIVE_IDS: [AtomicU64; MAX_IDS / 64] = [const { AtomicU64::new(0) }; MAX_IDS / 64];
 
+/// What is kept per owner id, one cache line each: the owner writes `lock` and `last_refill_us` in
+/// its slow paths, so ids must not share lines (two threads' slow paths would contend for one).
+#[repr(C, align(64))]
+struct IdSlot {
+    lock: AtomicU8,
+    last_refill_us: AtomicU64,
+    owner_tc: AtomicPtr<ThreadCache>,
+    inbox: AtomicPtr<u8>,
+    pending: AtomicU32,
+}
+
+static IDS: [IdSlot; MAX_IDS] = [const {
+    IdSlot {
+        lock: AtomicU8::new(0),
+        last_refill_us: AtomicU64::new(0),
+        owner_tc: AtomicPtr::new(ptr::null_mut()),
+        inbox: AtomicPtr::new(ptr::null_mut()),
+        pending: AtomicU32::new(0),
+    }
+}; MAX_IDS];
+
+/// One field of `IDS`, indexed by `id - 1` like an array: `FIELD.get(i)`.
+struct PerId<T: 'static>(fn(&'static IdSlot) -> &'static T);
+
+impl<T> PerId<T> {
+    #[inline(always)]
+    fn get(&self, i: usize) -> Option<&'static T> {
+        IDS.get(i).map(self.0)
+    }
+}
+
 /// The smallest free owner id, marked alive; `NO_ID` if all are taken. Registry lock held.
 fn take_id() -> u32 {
     for (w, word) in LIVE_IDS.iter().enumerate() {
@@ -229,16 +260,16 @@ fn drop_id(id: u32) {
 
 /// Per owner id, objects other threads freed into its spans (linked through word 0), pushed
 /// lock-free and taken all at once by the owner.
-static INBOX: [AtomicPtr<u8>; MAX_IDS] = [const { AtomicPtr::new(ptr::null_mut()) }; MAX_IDS];
+static INBOX: PerId<AtomicPtr<u8>> = PerId(|s| &s.inbox);
 
 /// Per class, objects in inboxes (for statistics).
 static IN_TRANSIT: [AtomicU64; NUM_CLASSES] = [const { AtomicU64::new(0) }; NUM_CLASSES];
 
 /// Per owner id, objects pushed to its inbox since it was last emptied (approximate).
-static PENDING: [AtomicU32; MAX_IDS] = [const { AtomicU32::new(0) }; MAX_IDS];
+static PENDING: PerId<AtomicU32> = PerId(|s| &s.pending);
 
 /// Per owner id, when its owner last entered its refill path (µs, monotonic; written by the owner).
-static LAST_REFILL_US: [AtomicU64; MAX_IDS] = [const { AtomicU64::new(0) }; MAX_IDS];
+static LAST_REFILL_US: PerId<AtomicU64> = PerId(|s| &s.last_refill_us);
 
 /// An inbox holding at least this many objects, whose owner has not refilled a bin for
 /// `STALLED_US` (say, a main thread waiting in `join` while workers free what it allocated), is
@@ -316,15 +347,14 @@ fn help_stalled_owners(me: u32) {
 /// Per owner id: who may change the spans and span lists of the cache with that id. `FREE`, or
 /// `OWNER` (the cache's thread, in a slow path), or `HELPER` (another thread emptying the inbox
 /// on the owner's behalf). The owner waits for a helper; a helper never waits.
-static ID_LOCK: [AtomicU8; MAX_IDS] = [const { AtomicU8::new(FREE) }; MAX_IDS];
+static ID_LOCK: PerId<AtomicU8> = PerId(|s| &s.lock);
 const FREE: u8 = 0;
 const OWNER: u8 = 1;
 const HELPER: u8 = 2;
 
 /// Per owner id, its cache (null while none): written with `ID_LOCK` held by the owner, read by a
 /// helper holding it.
-static OWNER_TC: [AtomicPtr<ThreadCache>; MAX_IDS] =
-    [const { AtomicPtr::new(ptr::null_mut()) }; MAX_IDS];
+static OWNER_TC: PerId<AtomicPtr<ThreadCache>> = PerId(|s| &s.owner_tc);
 
 /// Held by a thread, in its slow paths, over its own spans (see `ID_LOCK`); released on drop.
 /// The fast paths (bin push and pop, remote push) touch no span and take no lock.
@@ -1221,9 +1251,9 @@ pub fn after_fork_child() {
     // SAFETY: the slot holds a valid cache.
     let my_id = unsafe { (*me).id };
     // Helpers that held another id's lock are gone (this thread holds its own: `fork_prepare`).
-    for (i, l) in ID_LOCK.iter().enumerate() {
+    for (i, slot) in IDS.iter().enumerate() {
         if i + 1 != my_id as usize {
-            l.store(FREE, Ordering::Relaxed);
+            slot.lock.store(FREE, Ordering::Relaxed);
         }
     }
     let mut orphans = SpanList::new();
