@@ -92,8 +92,10 @@ pub struct ThreadCache {
     pub allocs: [u64; NUM_CLASSES],
     /// This cache's owner id for spans (1..=MAX_IDS, or `NO_ID`).
     pub id: u32,
-    /// Bytes by which this cache may still raise its bins' limits (see `free_sized_slow`).
+    /// Bytes by which this cache may still raise its bins' limits (see `free_local_full`).
     budget: usize,
+    /// This cache's id lock (`ID_LOCK` of `id`; null for caches without an id).
+    own: *const AtomicU8,
     /// Remote frees waiting to go back, per class.
     pub remote: [Remote; NUM_CLASSES],
     /// Owned spans with an object to give, per class.
@@ -123,6 +125,7 @@ const fn empty_cache(state: CacheState) -> ThreadCache {
         allocs: [0; NUM_CLASSES],
         id: NO_ID,
         budget: 0,
+        own: ptr::null(),
         remote: [EMPTY_REMOTE; NUM_CLASSES],
         partial: [const { SpanList::new() }; NUM_CLASSES],
         full: [const { SpanList::new() }; NUM_CLASSES],
@@ -361,6 +364,25 @@ static OWNER_TC: PerId<AtomicPtr<ThreadCache>> = PerId(|s| &s.owner_tc);
 struct OwnGuard(Option<&'static AtomicU8>);
 
 impl OwnGuard {
+    /// `tc`'s own id lock (a no-op for a cache without an id).
+    ///
+    /// # Safety
+    /// `tc` is a valid cache.
+    #[inline(always)]
+    unsafe fn of(tc: *mut ThreadCache) -> OwnGuard {
+        // SAFETY: `own` is null or points into the static `IDS` (caller: `tc` is valid).
+        let l = unsafe { (*tc).own.as_ref() };
+        if let Some(l) = l {
+            while l
+                .compare_exchange_weak(FREE, OWNER, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                core::hint::spin_loop();
+            }
+        }
+        OwnGuard(l)
+    }
+
     #[inline]
     fn lock(id: u32) -> OwnGuard {
         let l = ID_LOCK.get(id.wrapping_sub(1) as usize);
@@ -512,6 +534,9 @@ fn init_thread() -> *mut ThreadCache {
         // SAFETY: `tc` is a fresh zeroed record; linking it into the registry under its lock.
         unsafe {
             (*tc).id = take_id();
+            (*tc).own = ID_LOCK
+                .get((*tc).id.wrapping_sub(1) as usize)
+                .map_or(ptr::null(), |l| l as *const AtomicU8);
             for c in 1..NUM_CLASSES {
                 (*tc).bins[c].max = START_MAX.min(2 * class_info(c).batch);
                 if (*tc).id != NO_ID {
@@ -1049,7 +1074,7 @@ pub unsafe fn free_local_full(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, i:
             return;
         }
         // The span, unlike the bin, may be changed by a helper emptying our inbox.
-        let _own = OwnGuard::lock((*tc).id);
+        let _own = OwnGuard::of(tc);
         let r = (*s).push_free(p, i, free_key());
         if r != Pushed::Ok {
             span_changed(tc, s, c, r);
