@@ -363,6 +363,39 @@ static OWNER_TC: PerId<AtomicPtr<ThreadCache>> = PerId(|s| &s.owner_tc);
 /// The fast paths (bin push and pop, remote push) touch no span and take no lock.
 struct OwnGuard(Option<&'static AtomicU8>);
 
+/// Takes an id lock as its owner: waits for a helper to finish (spinning briefly, then yielding
+/// the CPU, since the helper may be descheduled or waiting for a class lock).
+#[inline(always)]
+fn acquire(l: &AtomicU8) {
+    if l.compare_exchange(FREE, OWNER, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok()
+    {
+        return;
+    }
+    acquire_slow(l);
+}
+
+#[cold]
+#[inline(never)]
+fn acquire_slow(l: &AtomicU8) {
+    let mut spins = 0u32;
+    loop {
+        if l.load(Ordering::Relaxed) == FREE
+            && l.compare_exchange_weak(FREE, OWNER, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            return;
+        }
+        spins += 1;
+        if spins < 64 {
+            core::hint::spin_loop();
+        } else {
+            // SAFETY: sched_yield has no preconditions and does not allocate.
+            unsafe { libc::sched_yield() };
+        }
+    }
+}
+
 impl OwnGuard {
     /// `tc`'s own id lock (a no-op for a cache without an id).
     ///
@@ -373,12 +406,7 @@ impl OwnGuard {
         // SAFETY: `own` is null or points into the static `IDS` (caller: `tc` is valid).
         let l = unsafe { (*tc).own.as_ref() };
         if let Some(l) = l {
-            while l
-                .compare_exchange_weak(FREE, OWNER, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-            {
-                core::hint::spin_loop();
-            }
+            acquire(l);
         }
         OwnGuard(l)
     }
@@ -387,12 +415,7 @@ impl OwnGuard {
     fn lock(id: u32) -> OwnGuard {
         let l = ID_LOCK.get(id.wrapping_sub(1) as usize);
         if let Some(l) = l {
-            while l
-                .compare_exchange_weak(FREE, OWNER, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-            {
-                core::hint::spin_loop();
-            }
+            acquire(l);
         }
         OwnGuard(l)
     }
@@ -446,26 +469,63 @@ fn help_idle_owner(owner: u32) {
 /// # Safety
 /// The chain is well formed and its objects are free objects of spans `owner` owned when looked at.
 pub unsafe fn inbox_push(owner: u32, head: *mut u8, tail: *mut u8, n: usize, c: usize) -> bool {
+    // SAFETY: forwarded caller contract.
+    match unsafe { inbox_try_push(owner, head, tail, n, c) } {
+        Some(stalled) => stalled,
+        None => {
+            // The owner has exited (its inbox is closed) since the caller looked at the span's
+            // owner: the span is unowned now, and the central list takes the objects.
+            // SAFETY: a well-formed chain of `n` free objects of class `c`, ending at `tail`.
+            unsafe {
+                *(tail as *mut *mut u8) = ptr::null_mut();
+                central::release(c, head, n);
+            }
+            false
+        }
+    }
+}
+
+/// `inbox_push`, or `None` (nothing pushed) if `owner`'s inbox is closed because it exited. For
+/// callers that hold a class lock (they cannot hand the objects to `central::release`).
+///
+/// # Safety
+/// As `inbox_push`.
+pub unsafe fn inbox_try_push(
+    owner: u32,
+    head: *mut u8,
+    tail: *mut u8,
+    n: usize,
+    c: usize,
+) -> Option<bool> {
     let i = owner.wrapping_sub(1) as usize;
     let (Some(slot), Some(pending)) = (INBOX.get(i), PENDING.get(i)) else {
         fatal("free", "corrupted span owner", owner as usize)
     };
-    if let Some(k) = IN_TRANSIT.get(c) {
-        k.fetch_add(n as u64, Ordering::Relaxed);
-    }
-    // SAFETY: `head` is a free object of at least 16 bytes (caller).
-    unsafe { *(head as *mut usize).add(1) = (n << 8) | c };
     let mut old = slot.load(Ordering::Relaxed);
     loop {
-        // SAFETY: `tail` is a free object we may link (caller).
-        unsafe { *(tail as *mut *mut u8) = old };
+        if old == CLOSED {
+            return None;
+        }
+        // SAFETY: `head` and `tail` are free objects of at least 16 bytes we may link (caller).
+        unsafe {
+            *(head as *mut usize).add(1) = (n << 8) | c;
+            *(tail as *mut *mut u8) = old;
+        }
         match slot.compare_exchange_weak(old, head, Ordering::Release, Ordering::Relaxed) {
             Ok(_) => break,
             Err(now) => old = now,
         }
     }
-    pending.fetch_add(n as u32, Ordering::Relaxed) + n as u32 >= STALLED_PENDING
+    if let Some(k) = IN_TRANSIT.get(c) {
+        k.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    let before = pending.fetch_add(n as u32, Ordering::Relaxed);
+    Some(before.wrapping_add(n as u32) >= STALLED_PENDING)
 }
+
+/// The value of a closed inbox: its owner exited after taking it for the last time; pushes go to
+/// the central list instead (the owner's spans are all unowned by then).
+const CLOSED: *mut u8 = ptr::dangling_mut::<u8>();
 
 static FREE_KEY: AtomicUsize = AtomicUsize::new(0);
 static PTHREAD_KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
@@ -522,10 +582,10 @@ pub fn global_init() {
 /// could not be had, in which case the thread works through the central lists).
 #[cold]
 fn init_thread() -> *mut ThreadCache {
-    global_init();
-    // Anything allocated while we set up (a libc that allocates in pthread_setspecific) is served
-    // by the central lists instead of recursing into this function.
+    // Anything allocated while we set up (a libc that allocates in pthread_atfork or
+    // pthread_setspecific) is served by the central lists instead of recursing into this function.
     tls::set(DEAD_PTR);
+    global_init();
     let tc = with_registry(|r| {
         let tc = r.records.alloc();
         if tc.is_null() {
@@ -537,9 +597,10 @@ fn init_thread() -> *mut ThreadCache {
             (*tc).own = ID_LOCK
                 .get((*tc).id.wrapping_sub(1) as usize)
                 .map_or(ptr::null(), |l| l as *const AtomicU8);
-            for c in 1..NUM_CLASSES {
-                (*tc).bins[c].max = START_MAX.min(2 * class_info(c).batch);
-                if (*tc).id != NO_ID {
+            if (*tc).id != NO_ID {
+                // A cache without an id keeps nothing: its bins and remote lists stay at limit 0.
+                for c in 1..NUM_CLASSES {
+                    (*tc).bins[c].max = START_MAX.min(2 * class_info(c).batch);
                     (*tc).remote[c].lim = class_info(c).batch;
                 }
             }
@@ -574,7 +635,13 @@ fn init_thread() -> *mut ThreadCache {
         if let Some(t) = LAST_REFILL_US.get(id.wrapping_sub(1) as usize) {
             t.store(now_us(), Ordering::Relaxed);
         }
-        drain_inbox(tc, false);
+        // Reopen the inbox (closed when the id's previous holder exited).
+        if let Some(slot) = INBOX.get(id.wrapping_sub(1) as usize) {
+            let p = slot.swap(ptr::null_mut(), Ordering::Acquire);
+            if !p.is_null() && p != CLOSED {
+                drain_chains(tc, p, false);
+            }
+        }
     }
     tls::set(tc);
     tc
@@ -746,14 +813,26 @@ unsafe fn drain_inbox(tc: *mut ThreadCache, splice: bool) {
     let Some(slot) = INBOX.get(id.wrapping_sub(1) as usize) else {
         return;
     };
-    if slot.load(Ordering::Relaxed).is_null() {
+    let head = slot.load(Ordering::Relaxed);
+    if head.is_null() || head == CLOSED {
         return;
     }
-    let key = free_key();
-    let mut p = slot.swap(ptr::null_mut(), Ordering::Acquire);
+    let p = slot.swap(ptr::null_mut(), Ordering::Acquire);
     if let Some(k) = PENDING.get(id as usize - 1) {
         k.store(0, Ordering::Relaxed);
     }
+    // SAFETY: caller's contract; `p` is the inbox's content.
+    unsafe { drain_chains(tc, p, splice) }
+}
+
+/// Puts back the objects of the inbox content `p` (chains, see `inbox_push`): with `splice`, a
+/// chain that fits in its class's bin moves there whole; otherwise each object returns to its span
+/// if `tc` owns it, or is routed on.
+///
+/// # Safety
+/// `tc` is a live cache used only by the caller (its id lock held); `p` was taken from its inbox.
+unsafe fn drain_chains(tc: *mut ThreadCache, mut p: *mut u8, splice: bool) {
+    let key = free_key();
     let mut counts = [0u64; NUM_CLASSES];
     while !p.is_null() {
         // SAFETY: inbox entries are chains of free objects linked through word 0 whose head
@@ -813,6 +892,9 @@ unsafe fn drain_for(tc: *mut ThreadCache) {
         return;
     };
     let key = free_key();
+    if slot.load(Ordering::Relaxed) == CLOSED {
+        return;
+    }
     let mut p = slot.swap(ptr::null_mut(), Ordering::Acquire);
     pending.store(0, Ordering::Relaxed);
     let mut counts = [0u64; NUM_CLASSES];
@@ -908,12 +990,33 @@ unsafe fn flush_all(tc: *mut ThreadCache, abandon: bool) {
             }
         }
         if abandon {
-            // Frees that reached the inbox meanwhile now find the spans unowned.
-            drain_inbox(tc, false);
+            // Close the inbox: frees that reach it from now on go to the central list. What
+            // reached it meanwhile now finds the spans unowned.
+            close_inbox(tc);
             for c in 1..NUM_CLASSES {
                 flush_remote(tc, c);
             }
         }
+    }
+}
+
+/// At thread exit, after `flush_all(tc, true)`: closes `tc`'s inbox, so that frees which read the
+/// span owner before the spans were abandoned go to the central list instead of waiting in an
+/// inbox nobody takes, and returns what reached it since the last drain.
+///
+/// # Safety
+/// `tc` is the exiting thread's cache, its id lock held, all its spans abandoned.
+unsafe fn close_inbox(tc: *mut ThreadCache) {
+    // SAFETY: caller's contract.
+    let id = unsafe { (*tc).id };
+    let Some(slot) = INBOX.get(id.wrapping_sub(1) as usize) else {
+        return;
+    };
+    let p = slot.swap(CLOSED, Ordering::Acquire);
+    if !p.is_null() && p != CLOSED {
+        // SAFETY: the inbox's last content; the spans are unowned now, so every object is
+        // routed to the central list through the remote lists.
+        unsafe { drain_chains(tc, p, false) };
     }
 }
 
@@ -1277,7 +1380,8 @@ pub fn after_fork_child() {
     let my_id = unsafe { (*me).id };
     // Helpers that held another id's lock are gone (this thread holds its own: `fork_prepare`).
     for (i, slot) in IDS.iter().enumerate() {
-        if i + 1 != my_id as usize {
+        // Read first: writing every slot would make the child touch all of `IDS` (4 MiB).
+        if i + 1 != my_id as usize && slot.lock.load(Ordering::Relaxed) != FREE {
             slot.lock.store(FREE, Ordering::Relaxed);
         }
     }
@@ -1312,9 +1416,9 @@ pub fn after_fork_child() {
             unsafe {
                 let next = (*tc).next;
                 if tc != me {
-                    (*tc).partial = [const { SpanList::new() }; NUM_CLASSES];
-                    (*tc).full = [const { SpanList::new() }; NUM_CLASSES];
-                    flush_all(tc, true);
+                    // Their bins and remote lists are not walked: the copy may hold them half
+                    // updated, and a stale link could lead to a live object. Those objects leak
+                    // in the child (inbox contents are taken by the next holder of the id).
                     if let Some(o) = OWNER_TC.get((*tc).id.wrapping_sub(1) as usize) {
                         o.store(ptr::null_mut(), Ordering::Relaxed);
                     }

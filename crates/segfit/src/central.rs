@@ -239,8 +239,12 @@ pub unsafe fn release(c: usize, head: *mut u8, count: usize) {
             unsafe {
                 let owner = (*s).owner.load(Ordering::Relaxed);
                 if owner != 0 {
+                    // The owner closes its inbox only after giving back all its spans, each
+                    // under its class lock (held here): this span's owner's inbox is open.
                     *(p as *mut *mut u8) = core::ptr::null_mut();
-                    cache::inbox_push(owner, p, p, 1, c);
+                    if cache::inbox_try_push(owner, p, p, 1, c).is_none() {
+                        fatal("free", "corrupted span owner", a);
+                    }
                 } else {
                     if (*s).push_free(p, i, key) != Pushed::Ok || !(*s).linked {
                         inner.settle(s);

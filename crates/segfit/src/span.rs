@@ -183,6 +183,9 @@ impl Span {
             *(p as *mut usize).add(1) = key;
         }
         self.free = p;
+        if self.used == 0 {
+            crate::fatal::fatal("free", "corrupted span", p as usize);
+        }
         self.used -= 1;
         if self.used == 0 {
             Pushed::Empty
@@ -235,17 +238,21 @@ impl Span {
         let size = (self.size as usize).max(1);
         let k = ((self.end - self.bump) / size).min(n);
         let mut p = self.bump;
+        let mut chain = *head;
         for _ in 0..k {
             // SAFETY: `[bump, end)` holds never-used objects of this span (at least 16 bytes).
             unsafe {
-                *(p as *mut *mut u8) = *head;
+                *(p as *mut *mut u8) = chain;
                 *(p as *mut usize).add(1) = key;
             }
-            *head = p as *mut u8;
+            chain = p as *mut u8;
             p += size;
         }
+        // The span's books first, the list last: a fork between the two (the child cannot see
+        // this thread finish) then leaks the carved objects rather than hand them out twice.
         self.bump = p;
         self.used += k as u32;
+        *head = chain;
         k
     }
 
@@ -289,7 +296,7 @@ impl Span {
             }
         }
         let carved = (self.bump - self.start) / (self.size as usize).max(1);
-        self.used = (carved - n) as u32;
+        self.used = carved.saturating_sub(n) as u32;
     }
 
     /// Checks the invariants of a small span (O(objects); for tests and `expensive-checks`).
