@@ -1371,9 +1371,10 @@ pub fn thread_counts() -> (usize, u64) {
 
 /// In a forked child: every other thread is gone, possibly stopped halfway through changing one of
 /// its spans or lists. Their spans are rebuilt from their free lists and given to the central
-/// lists (found by walking the page heap, not through the caches' lists, which may be torn), then
-/// their cached objects are given back and their caches dropped. Locks must already have been
-/// reset.
+/// lists (found by walking the page heap, not through the caches' lists, which may be torn), and
+/// their caches are dropped. Objects in their bins and remote lists leak in the child (their
+/// lists may be torn); their inboxes are taken by the next thread given the same id. Locks must
+/// already have been reset.
 pub fn after_fork_child() {
     let me = tls::get();
     // SAFETY: the slot holds a valid cache.
