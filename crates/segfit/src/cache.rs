@@ -1176,7 +1176,36 @@ pub unsafe fn free_local_full(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, i:
             bin.len += 1;
             return;
         }
-        // The span, unlike the bin, may be changed by a helper emptying our inbox.
+        // The span, unlike the bin, may be changed by a helper emptying our inbox: take our id
+        // lock (uncontended but for a helper; waiting for one is out of line, so that this path
+        // keeps its registers).
+        let l = (*tc).own;
+        if !l.is_null()
+            && (*l)
+                .compare_exchange(FREE, OWNER, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return free_local_contended(tc, s, p, i, c);
+        }
+        let r = (*s).push_free(p, i, free_key());
+        if r != Pushed::Ok {
+            span_changed(tc, s, c, r);
+        }
+        if !l.is_null() {
+            (*l).store(FREE, Ordering::Release);
+        }
+    }
+}
+
+/// `free_local_full` when a helper holds our id lock: wait for it, then put `p` back.
+///
+/// # Safety
+/// As `free_local_full`.
+#[cold]
+#[inline(never)]
+unsafe fn free_local_contended(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, i: usize, c: usize) {
+    // SAFETY: caller's contract.
+    unsafe {
         let _own = OwnGuard::of(tc);
         let r = (*s).push_free(p, i, free_key());
         if r != Pushed::Ok {
