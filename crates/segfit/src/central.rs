@@ -242,7 +242,7 @@ pub unsafe fn release(c: usize, head: *mut u8, count: usize) {
                     // The owner closes its inbox only after giving back all its spans, each
                     // under its class lock (held here): this span's owner's inbox is open.
                     *(p as *mut *mut u8) = core::ptr::null_mut();
-                    if cache::inbox_try_push(owner, p, p, 1, c).is_none() {
+                    if crate::owner::inbox_try_push(owner, p, p, 1, c).is_none() {
                         fatal("free", "corrupted span owner", a);
                     }
                 } else {

@@ -35,7 +35,7 @@
 //!   spans other threads own.
 //! - **Huge block**: above 32 MiB, mapped directly from the OS and unmapped on free.
 //!
-//! Layers, bottom-up (`src/README.md`): `os → arena → page_heap → span → central → cache → alloc →
+//! Layers, bottom-up (`src/README.md`): `os → arena → page_heap → span → owner → central → cache → alloc →
 //! lib` (`GlobalAlloc`) and the C ABI crate above it.
 //!
 //! ## The path of one `malloc(40)`
@@ -116,6 +116,7 @@ mod fork;
 pub mod lock;
 pub mod meta;
 pub mod os;
+pub mod owner;
 pub mod page_heap;
 pub mod scavenger;
 pub mod size_class;
