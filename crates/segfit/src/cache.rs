@@ -582,29 +582,34 @@ unsafe fn flush_remote(tc: *mut ThreadCache, c: usize) {
 /// `tc` is a live cache, used only by the caller.
 unsafe fn drain_inbox(tc: *mut ThreadCache, splice: bool) {
     // SAFETY: caller's contract.
-    let id = unsafe { (*tc).id };
-    let Some(slot) = INBOX.get(id.wrapping_sub(1) as usize) else {
-        return;
-    };
-    let head = slot.load(Ordering::Relaxed);
-    if head.is_null() || head == CLOSED {
-        return;
-    }
-    let p = slot.swap(ptr::null_mut(), Ordering::Acquire);
-    if let Some(k) = PENDING.get(id as usize - 1) {
-        k.store(0, Ordering::Relaxed);
-    }
+    let p = take_inbox(unsafe { (*tc).id });
     // SAFETY: caller's contract; `p` is the inbox's content.
     unsafe { drain_chains(tc, p, splice) }
 }
 
-/// Puts back the objects of the inbox content `p` (chains, see `inbox_push`): with `splice`, a
-/// chain that fits in its class's bin moves there whole; otherwise each object returns to its span
-/// if `tc` owns it, or is routed on.
+/// Takes the whole inbox of owner `id` (null if it is empty, closed, or `id` has none) and resets
+/// its pending count.
+fn take_inbox(id: u32) -> *mut u8 {
+    let i = id.wrapping_sub(1) as usize;
+    let (Some(slot), Some(pending)) = (INBOX.get(i), PENDING.get(i)) else {
+        return ptr::null_mut();
+    };
+    let head = slot.load(Ordering::Relaxed);
+    if head.is_null() || head == CLOSED {
+        return ptr::null_mut();
+    }
+    let p = slot.swap(ptr::null_mut(), Ordering::Acquire);
+    pending.store(0, Ordering::Relaxed);
+    p
+}
+
+/// Calls `f(head, tail, n, class)` on each chain of the inbox content `p` (see `inbox_push`),
+/// with the head's word 1 back to the free key; `f` may relink the tail (the next chain is read
+/// before). Takes the chains' objects off the in-transit counts.
 ///
 /// # Safety
-/// `tc` is a live cache used only by the caller (its id lock held); `p` was taken from its inbox.
-unsafe fn drain_chains(tc: *mut ThreadCache, mut p: *mut u8, splice: bool) {
+/// `p` was taken from an inbox (its chains are well formed and published to us).
+unsafe fn for_each_chain(mut p: *mut u8, mut f: impl FnMut(*mut u8, *mut u8, usize, usize)) {
     let key = free_key();
     let mut counts = [0u64; NUM_CLASSES];
     while !p.is_null() {
@@ -627,20 +632,7 @@ unsafe fn drain_chains(tc: *mut ThreadCache, mut p: *mut u8, splice: bool) {
             }
             let next = *(tail as *mut *mut u8);
             counts[c] += n as u64;
-            let bin = &mut (*tc).bins[c];
-            if splice && bin.len as usize + n <= bin.max as usize {
-                *(tail as *mut *mut u8) = bin.head;
-                bin.head = p;
-                bin.len += n as u32;
-            } else {
-                *(tail as *mut *mut u8) = ptr::null_mut();
-                let mut q = p;
-                while !q.is_null() {
-                    let after = *(q as *mut *mut u8);
-                    route(tc, q, span_of_object(q, c), c);
-                    q = after;
-                }
-            }
+            f(p, tail, n, c);
             p = next;
         }
     }
@@ -648,6 +640,34 @@ unsafe fn drain_chains(tc: *mut ThreadCache, mut p: *mut u8, splice: bool) {
         if n > 0 {
             k.fetch_sub(n, Ordering::Relaxed);
         }
+    }
+}
+
+/// Puts back the objects of the inbox content `p` (chains, see `inbox_push`): with `splice`, a
+/// chain that fits in its class's bin moves there whole; otherwise each object returns to its span
+/// if `tc` owns it, or is routed on.
+///
+/// # Safety
+/// `tc` is a live cache used only by the caller (its id lock held); `p` was taken from its inbox.
+unsafe fn drain_chains(tc: *mut ThreadCache, p: *mut u8, splice: bool) {
+    // SAFETY: caller's contract: the chains' objects are free, `tc` is ours.
+    unsafe {
+        for_each_chain(p, |head, tail, n, c| {
+            let bin = &mut (*tc).bins[c];
+            if splice && bin.len as usize + n <= bin.max as usize {
+                *(tail as *mut *mut u8) = bin.head;
+                bin.head = head;
+                bin.len += n as u32;
+            } else {
+                *(tail as *mut *mut u8) = ptr::null_mut();
+                let mut q = head;
+                while !q.is_null() {
+                    let after = *(q as *mut *mut u8);
+                    route(tc, q, span_of_object(q, c), c);
+                    q = after;
+                }
+            }
+        })
     }
 }
 
@@ -660,36 +680,16 @@ unsafe fn drain_chains(tc: *mut ThreadCache, mut p: *mut u8, splice: bool) {
 unsafe fn drain_for(tc: *mut ThreadCache) {
     // SAFETY: caller's contract.
     let id = unsafe { (*tc).id };
-    let i = id.wrapping_sub(1) as usize;
-    let (Some(slot), Some(pending)) = (INBOX.get(i), PENDING.get(i)) else {
-        return;
-    };
     let key = free_key();
-    if slot.load(Ordering::Relaxed) == CLOSED {
-        return;
-    }
-    let mut p = slot.swap(ptr::null_mut(), Ordering::Acquire);
-    pending.store(0, Ordering::Relaxed);
-    let mut counts = [0u64; NUM_CLASSES];
-    while !p.is_null() {
-        // SAFETY: as in `drain_inbox`; spans `tc` owns are ours to change under its id lock.
-        unsafe {
-            let hdr = *(p as *mut usize).add(1);
-            let c = hdr & 0xff;
-            if hdr >> 8 == 0 || c == 0 || c >= NUM_CLASSES {
-                fatal("free", "corrupted inbox entry", p as usize);
-            }
-            *(p as *mut usize).add(1) = key;
-            // Chains are walked object by object: each goes where its span is.
-            let mut left = hdr >> 8;
-            let mut q = p;
-            while left > 0 {
-                if q.is_null() {
-                    fatal("free", "corrupted inbox entry", p as usize);
-                }
+    // SAFETY: the inbox's content; spans `tc` owns are ours to change under its id lock, and
+    // each object goes where its span is now (never to `tc`'s bins or remote lists).
+    unsafe {
+        for_each_chain(take_inbox(id), |head, tail, _, c| {
+            *(tail as *mut *mut u8) = ptr::null_mut();
+            let mut q = head;
+            while !q.is_null() {
                 let after = *(q as *mut *mut u8);
                 let s = span_of_object(q, c);
-                counts[c] += 1;
                 let owner = (*s).owner.load(Ordering::Relaxed);
                 if owner == id {
                     free_owned(tc, s, q, c);
@@ -700,16 +700,9 @@ unsafe fn drain_for(tc: *mut ThreadCache) {
                     *(q as *mut usize).add(1) = key;
                     inbox_push(owner, q, q, 1, c);
                 }
-                left -= 1;
                 q = after;
             }
-            p = q;
-        }
-    }
-    for (k, n) in IN_TRANSIT.iter().zip(counts) {
-        if n > 0 {
-            k.fetch_sub(n, Ordering::Relaxed);
-        }
+        })
     }
 }
 
