@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Instructions per small malloc and free on segfit's fast path, counted with callgrind.
 # Usage: scripts/fastpath.sh [rounds]   (each function does 64 operations per round)
+# The rust_* and c_* rows are the core's entry points inlined into a Rust loop (examples/fastpath.rs);
+# the libsegfit rows are the exported C `malloc`/`free` of libsegfit.so, called from a C loop
+# (scripts/fastpath_c.c) under LD_PRELOAD: everything the C ABI adds, call and return included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-20000}
@@ -15,3 +18,16 @@ for f in rust_alloc_const rust_dealloc_const c_malloc c_free; do
   rm -f "$out"
   awk -v f="$f" -v t="$total" -v n="$ops" 'BEGIN { printf "%-20s %12d %10.2f\n", f, t, t / n }'
 done
+
+cargo build --release -q -p segfit-malloc
+lib=$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)/libsegfit.so
+cbin=$(mktemp)
+cc -O2 -o "$cbin" scripts/fastpath_c.c
+for f in malloc free; do
+  out=$(mktemp)
+  LD_PRELOAD="$lib" valgrind --tool=callgrind --callgrind-out-file="$out" --toggle-collect="$f" "$cbin" "$rounds" >/dev/null 2>&1
+  total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  rm -f "$out"
+  awk -v f="libsegfit $f" -v t="$total" -v n="$ops" 'BEGIN { printf "%-20s %12d %10.2f\n", f, t, t / n }'
+done
+rm -f "$cbin"

@@ -272,15 +272,15 @@ fn classify(p: *mut u8, op: &str) -> Block {
 #[inline(always)]
 pub unsafe fn free(p: *mut u8) {
     let a = p as usize;
-    let s = arena::span_of(a);
+    let s = arena::span_hint(a);
     if !s.is_null() {
         // SAFETY: page map entries are valid span records; for a small span `class`, `start`,
-        // `size`, `magic` and `end` are immutable while it is small. A span whose `owner` is this
-        // thread's id is changed by this thread only.
+        // `end` and `div_check` are immutable while it is small, and `end` is 0 for every other
+        // span. A span whose `owner` is this thread's id is changed by this thread only.
         unsafe {
-            let c = (*s).class as usize;
-            if c != 0 {
-                if let Some(i) = (*s).object_index(a) {
+            if (*s).is_object_start(a) {
+                let c = (*s).class as usize;
+                {
                     let tc = tls::get();
                     let key = cache::free_key();
                     if *(p as *mut usize).add(1) != key {
@@ -296,7 +296,7 @@ pub unsafe fn free(p: *mut u8) {
                                 bin.len += 1;
                                 return;
                             }
-                            return cache::free_local_full(tc, s, p, i, c);
+                            return cache::free_local_full(tc, s, p, c);
                         }
                         // Remote: onto this thread's remote list, handed to the owner with the
                         // next batch, never reused here (the static caches have limit 0).

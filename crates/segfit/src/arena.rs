@@ -82,6 +82,30 @@ pub fn span_of(addr: usize) -> *mut Span {
     }
 }
 
+/// `span_of` for `free`'s fast path: the arena index is masked into the table instead of
+/// range-checked, so an address beyond the 47-bit table aliases a lower one and may return the
+/// span of a page it does not lie in. Such an address is above every span's `end`, so a caller
+/// that accepts `addr` only below its span's `end` (as `Span::is_object_start` does) loses
+/// nothing.
+#[inline(always)]
+pub fn span_hint(addr: usize) -> *mut Span {
+    // SAFETY: the index is masked into range.
+    let a = unsafe {
+        ARENAS
+            .get_unchecked((addr >> ARENA_SHIFT) & (ARENA_TABLE_LEN - 1))
+            .load(Relaxed)
+    };
+    if a.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: `a` is a live arena (arenas are never freed); the index is masked into range.
+    unsafe {
+        (*a).pages
+            .get_unchecked((addr >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1))
+            .load(Relaxed)
+    }
+}
+
 /// Sets the page map entries of pages `[first, first + n)` (which lie in one arena) to `s`.
 ///
 /// # Safety

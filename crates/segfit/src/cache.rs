@@ -110,7 +110,7 @@ pub struct ThreadCache {
     prev: *mut ThreadCache,
 }
 
-struct ReadOnly(ThreadCache);
+pub(crate) struct ReadOnly(ThreadCache);
 // SAFETY: the static caches are never written (their bins and remote lists have limit 0).
 unsafe impl Sync for ReadOnly {}
 
@@ -137,7 +137,9 @@ const fn empty_cache(state: CacheState) -> ThreadCache {
     }
 }
 
-static UNINIT: ReadOnly = ReadOnly(empty_cache(CacheState::Uninit));
+/// The cache every thread's slot points at before its first allocation (its address is also the
+/// initial value of the initial-exec TLS slot, see `tls`).
+pub(crate) static UNINIT: ReadOnly = ReadOnly(empty_cache(CacheState::Uninit));
 static DEAD: ReadOnly = ReadOnly(empty_cache(CacheState::Dead));
 
 /// The slot value of a thread without a cache yet.
@@ -447,7 +449,9 @@ fn span_of_object(p: *mut u8, c: usize) -> *mut Span {
 unsafe fn free_owned(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, c: usize) {
     // SAFETY: caller's contract.
     unsafe {
-        let i = (*s).object_index(p as usize).unwrap_or(usize::MAX);
+        let Some(i) = (*s).object_index(p as usize) else {
+            fatal("free", "corrupted span", p as usize)
+        };
         let r = (*s).push_free(p, i, free_key());
         if r != Pushed::Ok {
             span_changed(tc, s, c, r);
@@ -921,21 +925,22 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
     }
 }
 
-/// A free of object `p` (index `i`) of span `s`, which this thread owns, found the bin of class
+/// A free of object `p` of span `s`, which this thread owns, found the bin of class
 /// `c` full: a class that keeps overflowing gets a longer bin while the cache's budget lasts (a
 /// thread that frees what it allocated in bursts then reuses its objects through the bin);
 /// otherwise `p` goes straight back on its span.
 ///
 /// # Safety
-/// `tc` is the calling thread's live cache and owns `s`; `p` is object `i` of `s`, no longer used.
+/// `tc` is the calling thread's live cache and owns `s`; `p` is an object of `s`, no longer used;
+/// `c` is the class of `s` (so `c < NUM_CLASSES`).
 #[cold]
 #[inline(never)]
-pub unsafe fn free_local_full(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, i: usize, c: usize) {
-    let c = checked(c);
+pub unsafe fn free_local_full(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, c: usize) {
+    debug_assert!(c < NUM_CLASSES);
     // SAFETY: caller's contract.
     unsafe {
         if grow_bin(tc, c) {
-            let bin = &mut (*tc).bins[c];
+            let bin = (*tc).bins.get_unchecked_mut(c);
             *(p as *mut *mut u8) = bin.head;
             *(p as *mut usize).add(1) = free_key();
             bin.head = p;
@@ -943,37 +948,36 @@ pub unsafe fn free_local_full(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, i:
             return;
         }
         // The span, unlike the bin, may be changed by a helper emptying our inbox: take our id
-        // lock (uncontended but for a helper; waiting for one is out of line, so that this path
-        // keeps its registers).
+        // lock (uncontended but for a helper; waiting for one, and caches without an id, are out
+        // of line, so that this path keeps its registers).
         let l = (*tc).own;
-        if !l.is_null()
-            && (*l)
+        if l.is_null()
+            || (*l)
                 .compare_exchange(FREE, OWNER, Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
         {
-            return free_local_contended(tc, s, p, i, c);
+            return free_local_contended(tc, s, p, c);
         }
-        let r = (*s).push_free(p, i, free_key());
+        let r = (*s).push_free(p, (*s).index_of(p), free_key());
         if r != Pushed::Ok {
             span_changed(tc, s, c, r);
         }
-        if !l.is_null() {
-            (*l).store(FREE, Ordering::Release);
-        }
+        (*l).store(FREE, Ordering::Release);
     }
 }
 
-/// `free_local_full` when a helper holds our id lock: wait for it, then put `p` back.
+/// `free_local_full` when a helper holds our id lock (or the cache has none): wait for it, then
+/// put `p` back.
 ///
 /// # Safety
 /// As `free_local_full`.
 #[cold]
 #[inline(never)]
-unsafe fn free_local_contended(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, i: usize, c: usize) {
+unsafe fn free_local_contended(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, c: usize) {
     // SAFETY: caller's contract.
     unsafe {
         let _own = OwnGuard::of(tc);
-        let r = (*s).push_free(p, i, free_key());
+        let r = (*s).push_free(p, (*s).index_of(p), free_key());
         if r != Pushed::Ok {
             span_changed(tc, s, c, r);
         }
@@ -984,12 +988,13 @@ unsafe fn free_local_contended(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, i
 /// the cache's budget allows; whether it did.
 ///
 /// # Safety
-/// `tc` is the calling thread's live cache.
+/// `tc` is the calling thread's live cache; `c < NUM_CLASSES`.
 unsafe fn grow_bin(tc: *mut ThreadCache, c: usize) -> bool {
-    // SAFETY: caller's contract.
+    debug_assert!(c < NUM_CLASSES);
+    // SAFETY: caller's contract (`BIN_CAP` has `NUM_CLASSES` entries).
     unsafe {
-        let bin = &mut (*tc).bins[c];
-        let cap = BIN_CAP.get(c).copied().unwrap_or(0);
+        let bin = (*tc).bins.get_unchecked_mut(c);
+        let cap = *BIN_CAP.get_unchecked(c);
         if bin.max >= cap || (*tc).budget == 0 {
             return false;
         }

@@ -60,18 +60,22 @@
 //!    2 MiB steps as spans reach them.
 //!
 //! ## The path of one `free(p)`
-//! 1. `alloc::free`: `arena::span_of(p)` = `ARENAS[p >> 26].pages[(p >> 13) % 8192]`: two loads. A
-//!    null entry or a non-small span goes to the slow path, which classifies the pointer (large,
-//!    huge, or invalid: abort with one line).
-//! 2. The span's class and the division magic check that `p` is exactly the start of an object (an
-//!    interior pointer aborts).
+//! 1. `alloc::free`: `arena::span_hint(p)` = `ARENAS[(p >> 26) % 2^21].pages[(p >> 13) % 8192]`:
+//!    two loads (an address beyond the 47-bit table aliases a lower slot and is caught in step 2).
+//!    A null entry goes to the slow path, which classifies the pointer (large, huge, or invalid:
+//!    abort with one line).
+//! 2. `Span::is_object_start`: `p < end` (0 for free and large spans, so they take the slow path
+//!    too) and `(p - start) * div_check < div_check`, a division-free test that the offset is a
+//!    multiple of the object size (an interior pointer aborts in the slow path).
 //! 3. If this thread owns the span and word 1 of `p` is not the free key, `p` is pushed on the
-//!    class's bin (word 0 ← old head, word 1 ← key) while the bin has room, else straight onto the
-//!    span's own free list (`Span::push_free`: its bit in the span's `listed` bitmap is set — a bit
-//!    already set is a double free and aborts — and `used` drops). Done: no lock, no atomic
-//!    instruction. A span that had nothing to give moves to the back of the thread's partial list; a
-//!    span with no object out any more goes back to the central list unless it is the class's only
-//!    partial span.
+//!    class's bin (word 0 ← old head, word 1 ← key) while the bin has room: about 40 instructions
+//!    in all, no lock, no atomic instruction. A full bin grows while the thread's budget lasts;
+//!    past that, `cache::free_local_full` puts `p` straight onto the span's own free list
+//!    (`Span::push_free`: its bit in the span's `listed` bitmap is set — a bit already set is a
+//!    double free and aborts — and `used` drops) under the thread's own id lock (one uncontended
+//!    compare-exchange: a helper emptying a stalled owner's inbox takes it). A span that had
+//!    nothing to give moves to the back of the thread's partial list; a span with no object out
+//!    any more goes back to the central list unless it is the class's only partial span.
 //! 4. A block of a span another thread owns (a cross-thread free) goes on this thread's remote list
 //!    for the class instead, and is never reused here, next to the owner's data. A full remote list
 //!    (`cache::flush_remote`) is handed to the owners' inboxes with one compare-exchange per owner
@@ -86,7 +90,7 @@
 //! - Rust's `dealloc` trusts the layout (Rust's contract) and needs no page-map lookup: about 9
 //!   instructions, and `alloc` about 10 (`scripts/fastpath.sh`). The C `free` validates every
 //!   pointer through the page map and the span (foreign, interior, unaligned and double frees
-//!   abort) and costs about 45.
+//!   abort) and costs about 40 (mimalloc's unchecked free about 26).
 //! - Rust's `dealloc` does not look the span up, so it cannot tell a cross-thread free: the block
 //!   stays in the freeing thread's bin and is reused there.
 //! - Objects freed by other threads into the spans of a thread that stops allocating (say, `main`

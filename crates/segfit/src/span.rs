@@ -47,7 +47,8 @@ pub enum State {
 pub struct Span {
     /// Address of the first page.
     pub start: usize,
-    /// Small: end of the object area (`start + objects * size`).
+    /// Small: end of the object area (`start + objects * size`); 0 for free and large spans, so
+    /// that `free`'s range check `addr < end` also rejects pointers into them.
     pub end: usize,
     /// Number of pages.
     pub npages: usize,
@@ -68,8 +69,9 @@ pub struct Span {
     pub zeroed: bool,
     /// Large: the size the user asked for (for statistics).
     pub requested: usize,
-    /// Free: when the run was last freed (milliseconds, coarse monotonic clock), for the scavenger.
-    pub freed_at: u64,
+    /// Small: `u64::MAX / size + 1`; an offset `off < 2^32` is a multiple of `size` exactly when
+    /// `off * div_check` (wrapping) is below `div_check` (Lemire, Kaser & Kurz 2019).
+    pub div_check: u64,
     /// Free span: pages that may still be resident (an upper bound; 0 once given back).
     pub dirty: usize,
     /// Link in a [`SpanList`] (central nonempty list, an owner's partial/full list, or a page
@@ -77,6 +79,8 @@ pub struct Span {
     pub next: *mut Span,
     /// Link in a [`SpanList`].
     pub prev: *mut Span,
+    /// Free: when the run was last freed (milliseconds, coarse monotonic clock), for the scavenger.
+    pub freed_at: u64,
     /// Small: span-local free list (word 0 links the next object, word 1 holds the free key).
     pub free: *mut u8,
     /// Small: next never-used object.
@@ -118,6 +122,7 @@ impl Span {
         self.class = c as u8;
         self.size = k.size;
         self.magic = k.magic;
+        self.div_check = u64::MAX / (k.size as u64).max(1) + 1;
         self.used = 0;
         self.free = ptr::null_mut();
         self.bump = self.start;
@@ -140,9 +145,20 @@ impl Span {
         }
     }
 
+    /// Whether `addr` is exactly the start of an object of this small span; false for every
+    /// address of a free or large span (their `end` is 0). The caller found the span through the
+    /// page map, so `addr >= start` unless `addr` aliases a page of it from above (then it is
+    /// beyond `end`).
+    #[inline(always)]
+    pub fn is_object_start(&self, addr: usize) -> bool {
+        debug_assert!(addr >= self.start || self.end == 0);
+        let off = addr.wrapping_sub(self.start) as u64;
+        addr < self.end && off.wrapping_mul(self.div_check) < self.div_check
+    }
+
     /// Index of object `p`, known to be an object start of this span.
     #[inline(always)]
-    fn index_of(&self, p: *mut u8) -> usize {
+    pub fn index_of(&self, p: *mut u8) -> usize {
         (((p as usize - self.start) as u64 * self.magic as u64) >> 32) as usize
     }
 
@@ -168,9 +184,9 @@ impl Span {
     /// lock while unowned).
     #[inline(always)]
     pub unsafe fn push_free(&mut self, p: *mut u8, i: usize, key: usize) -> Pushed {
-        let Some(word) = self.listed.get_mut(i / 64) else {
-            crate::fatal::fatal("free", "corrupted span", p as usize)
-        };
+        debug_assert!(i < MAX_OBJECTS);
+        // SAFETY: `i` is the index of an object of this span (caller), below `MAX_OBJECTS`.
+        let word = unsafe { self.listed.get_unchecked_mut(i / 64) };
         let bit = 1u64 << (i % 64);
         if *word & bit != 0 {
             crate::fatal::fatal("free", "double free", p as usize);
@@ -423,5 +439,61 @@ impl SpanList {
 impl Default for SpanList {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::size_class::{class_info, NUM_CLASSES};
+
+    fn blank(start: usize, npages: usize) -> Span {
+        // SAFETY: every field of `Span` is valid when zeroed (integers, raw pointers, bools,
+        // `State::Free` is 0, atomics).
+        let mut s: Span = unsafe { core::mem::zeroed() };
+        s.start = start;
+        s.npages = npages;
+        s
+    }
+
+    /// For every class, every address of its span (and a page beyond) is accepted by the
+    /// division-free check exactly when it starts an object, as plain division says.
+    #[test]
+    fn object_start_check_agrees_with_division() {
+        let start = 0x7f00_0000_0000usize;
+        for c in 1..NUM_CLASSES {
+            let k = class_info(c);
+            let mut s = blank(start, k.pages as usize);
+            s.init_small(c, k);
+            let size = k.size as usize;
+            for off in 0..s.npages * PAGE_SIZE + PAGE_SIZE {
+                let a = start + off;
+                let want = off % size == 0 && off / size < k.objects as usize;
+                assert_eq!(s.is_object_start(a), want, "class {c} offset {off}");
+                assert_eq!(
+                    s.object_index(a),
+                    want.then_some(off / size),
+                    "class {c} offset {off}"
+                );
+            }
+        }
+    }
+
+    /// Free and large spans have `end == 0`, so no address of theirs passes, nor does an address
+    /// that aliases a span's page from beyond the 47-bit address table.
+    #[test]
+    fn nothing_passes_for_free_large_or_aliased_addresses() {
+        let start = 0x7f00_0000_0000usize;
+        let k = class_info(1);
+        let mut s = blank(start, k.pages as usize);
+        assert!(
+            !s.is_object_start(start),
+            "a free span (end 0) accepts nothing"
+        );
+        s.init_small(1, k);
+        assert!(s.is_object_start(start));
+        assert!(!s.is_object_start(start | (1 << 47)), "aliased from above");
+        // (An address below `start` is outside the check's precondition: the page map never
+        // returns a span for a page before its first.)
     }
 }

@@ -13,9 +13,9 @@
 //!   `.tbss` by `global_asm!` and reached through `sym@GOTTPOFF(%rip)` plus `%fs:` (initial-exec
 //!   model: two loads, no call). A shared library built this way is marked `STATIC_TLS`: it can be
 //!   preloaded or linked, but a late `dlopen` may fail once the static TLS surplus is used up.
-//!   `.tbss` starts zeroed, so the slot stores the cache pointer as an offset from
-//!   `cache::UNINIT_PTR` (wrapping): zero means "uninitialised", and `get()` is one extra `add`
-//!   rather than a test and branch.
+//!   The slot lives in `.tdata` with `cache::UNINIT`'s address as its initial value (a relative
+//!   relocation in the TLS template, which the loader applies before it copies the template for
+//!   the first thread), so `get()` is the two loads and nothing else.
 //!
 //! Invariant: `get()` never returns null; it returns `UNINIT_PTR` until the first `set()` in the
 //! thread. Called by `alloc` (fast paths) and `cache` (thread setup and teardown).
@@ -47,28 +47,28 @@ mod imp {
 
 #[cfg(all(feature = "initial-exec", target_arch = "x86_64", target_os = "linux"))]
 mod imp {
-    use crate::cache::{ThreadCache, UNINIT_PTR};
+    use crate::cache::ThreadCache;
 
-    // One 8-byte, 8-aligned thread-local word in `.tbss` (zero-initialised in every thread).
-    // Global but hidden, so the `asm!` below (possibly in another codegen unit) resolves it at
-    // link time without exporting it from the shared library.
+    // One 8-byte, 8-aligned thread-local word in `.tdata`, initialised to the address of the
+    // static `UNINIT` cache. Global but hidden, so the `asm!` below (possibly in another codegen
+    // unit) resolves it at link time without exporting it from the shared library.
     core::arch::global_asm!(
-        ".pushsection .tbss,\"awT\",@nobits",
+        ".pushsection .tdata,\"awT\",@progbits",
         ".p2align 3",
         ".globl __segfit_tls_slot",
         ".hidden __segfit_tls_slot",
         ".type __segfit_tls_slot,@object",
         ".size __segfit_tls_slot,8",
         "__segfit_tls_slot:",
-        ".zero 8",
+        ".quad {uninit}",
         ".popsection",
+        uninit = sym crate::cache::UNINIT,
         options(att_syntax)
     );
 
-    /// The raw slot: the cache pointer minus `UNINIT_PTR` (wrapping), so zero is "uninit".
     #[inline(always)]
-    fn load() -> usize {
-        let v: usize;
+    pub fn get() -> *mut ThreadCache {
+        let v: *mut ThreadCache;
         // SAFETY: reads this thread's 8-byte slot: the GOT entry holds the slot's offset from the
         // thread pointer (R_X86_64_TPOFF64, resolved by the loader since the object is STATIC_TLS).
         unsafe {
@@ -84,27 +84,17 @@ mod imp {
     }
 
     #[inline(always)]
-    fn store(v: usize) {
-        // SAFETY: writes this thread's 8-byte slot (see `load`).
+    pub fn set(tc: *mut ThreadCache) {
+        // SAFETY: writes this thread's 8-byte slot (see `get`).
         unsafe {
             core::arch::asm!(
                 "mov {off}, qword ptr [rip + __segfit_tls_slot@GOTTPOFF]",
                 "mov qword ptr fs:[{off}], {v}",
                 off = out(reg) _,
-                v = in(reg) v,
+                v = in(reg) tc,
                 options(nostack, preserves_flags)
             );
         }
-    }
-
-    #[inline(always)]
-    pub fn get() -> *mut ThreadCache {
-        (UNINIT_PTR as usize).wrapping_add(load()) as *mut ThreadCache
-    }
-
-    #[inline(always)]
-    pub fn set(tc: *mut ThreadCache) {
-        store((tc as usize).wrapping_sub(UNINIT_PTR as usize))
     }
 
     /// Which model this build uses (for tests and diagnostics).
@@ -150,7 +140,7 @@ mod tests {
             // Another thread is unaffected.
             let other = std::thread::spawn(|| get() as usize).join().unwrap();
             assert_eq!(other, crate::cache::UNINIT_PTR as usize);
-            // Values below UNINIT_PTR (wrapping offsets) round-trip too.
+            // Any value round-trips.
             let low = core::ptr::without_provenance_mut::<ThreadCache>(16);
             set(low);
             assert_eq!(get() as usize, 16);
