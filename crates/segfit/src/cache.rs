@@ -614,6 +614,11 @@ fn take_inbox(id: u32) -> *mut u8 {
 /// # Safety
 /// `p` was taken from an inbox (its chains are well formed and published to us).
 unsafe fn for_each_chain(mut p: *mut u8, mut f: impl FnMut(*mut u8, *mut u8, usize, usize)) {
+    if p.is_null() {
+        // The common case on a refill: nothing came in (and the per-class counts below would
+        // cost a few hundred instructions to zero and walk).
+        return;
+    }
     let key = free_key();
     let mut counts = [0u64; NUM_CLASSES];
     while !p.is_null() {
@@ -895,15 +900,25 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
             }
             let (head, n) = (*s).take_all();
             if n > 0 {
-                // Append the bin's list behind the span's (bounded walk to the new list's tail).
-                let mut tail = head;
-                let mut k = 1;
-                while k < n && !(*(tail as *mut *mut u8)).is_null() {
-                    tail = *(tail as *mut *mut u8);
-                    k += 1;
+                // Join the span's list and the bin's (usually empty: then no walk at all),
+                // walking the shorter one to its tail (bounded by its count).
+                let (first, walk, other) = if (bin.len as usize) < n {
+                    (bin.head, bin.len as usize, head)
+                } else {
+                    (head, n, bin.head)
+                };
+                if walk == 0 {
+                    bin.head = other;
+                } else {
+                    let mut tail = first;
+                    let mut k = 1;
+                    while k < walk && !(*(tail as *mut *mut u8)).is_null() {
+                        tail = *(tail as *mut *mut u8);
+                        k += 1;
+                    }
+                    *(tail as *mut *mut u8) = other;
+                    bin.head = first;
                 }
-                *(tail as *mut *mut u8) = bin.head;
-                bin.head = head;
                 bin.len += n as u32;
             }
             if bin.len < target {
