@@ -31,8 +31,8 @@ use crate::fatal::fatal;
 use crate::lock::Lock;
 use crate::meta::FixAlloc;
 use crate::owner::{
-    drop_id, now_us, stalled, take_id, OwnGuard, CLOSED, FREE, HELPER, IDS, ID_LOCK, INBOX,
-    IN_TRANSIT, LAST_REFILL_US, OWNER, OWNER_TC, PENDING,
+    drop_id, now_us, owner_enter, owner_leave, stalled, take_id, HelpGuard, IdSlot, OwnGuard,
+    CLOSED, IDS, INBOX, IN_TRANSIT, LAST_REFILL_US, OWNER_TC, PENDING,
 };
 pub use crate::owner::{inbox_try_push, NO_ID};
 use crate::size_class::{class_info, NUM_CLASSES};
@@ -96,8 +96,8 @@ pub struct ThreadCache {
     pub id: u32,
     /// Bytes by which this cache may still raise its bins' limits (see `free_local_full`).
     budget: usize,
-    /// This cache's id lock (`ID_LOCK` of `id`; null for caches without an id).
-    pub(crate) own: *const AtomicU8,
+    /// This cache's id slot (`IDS[id - 1]`; null for caches without an id).
+    pub(crate) own: *const IdSlot,
     /// Remote frees waiting to go back, per class.
     pub remote: [Remote; NUM_CLASSES],
     /// Owned spans with an object to give, per class.
@@ -255,14 +255,9 @@ fn help_stalled_owners(me: u32) {
 ///
 /// Must be called with no central or heap lock held (it takes them).
 fn help_idle_owner(owner: u32) {
-    let Some(l) = ID_LOCK.get(owner.wrapping_sub(1) as usize) else {
+    let Some(_help) = HelpGuard::try_new(owner) else {
         return;
     };
-    if l.compare_exchange(FREE, HELPER, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        return;
-    }
     let tc = OWNER_TC
         .get(owner as usize - 1)
         .map_or(ptr::null_mut(), |o| o.load(Ordering::Relaxed));
@@ -272,7 +267,6 @@ fn help_idle_owner(owner: u32) {
         // lock is held (exit takes it first).
         unsafe { drain_for(tc) };
     }
-    l.store(FREE, Ordering::Release);
 }
 
 /// Pushes the chain `head ..= tail` of `n` free objects of class `c` (linked through word 0, the
@@ -340,6 +334,7 @@ pub fn global_init() {
             key ^= (ts.tv_nsec as usize).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         }
         FREE_KEY.store(key | 1, Ordering::Relaxed);
+        crate::owner::init_handshake();
         let mut k: libc::pthread_key_t = 0;
         // SAFETY: pthread_key_create stores a key in `k`; `thread_exit` has the required ABI.
         if unsafe { libc::pthread_key_create(&mut k, Some(thread_exit)) } == 0 {
@@ -371,9 +366,9 @@ fn init_thread() -> *mut ThreadCache {
         // SAFETY: `tc` is a fresh zeroed record; linking it into the registry under its lock.
         unsafe {
             (*tc).id = take_id();
-            (*tc).own = ID_LOCK
+            (*tc).own = IDS
                 .get((*tc).id.wrapping_sub(1) as usize)
-                .map_or(ptr::null(), |l| l as *const AtomicU8);
+                .map_or(ptr::null(), |l| l as *const IdSlot);
             if (*tc).id != NO_ID {
                 // A cache without an id keeps nothing: its bins and remote lists stay at limit 0.
                 for c in 1..NUM_CLASSES {
@@ -687,7 +682,7 @@ unsafe fn drain_chains(tc: *mut ThreadCache, p: *mut u8, splice: bool) {
 /// `tc`'s bins nor its remote lists.
 ///
 /// # Safety
-/// The caller holds `tc`'s id lock as `HELPER`; `tc` is registered with that id.
+/// The caller holds `tc`'s id lock as a helper (`HelpGuard`); `tc` is registered with that id.
 unsafe fn drain_for(tc: *mut ThreadCache) {
     // SAFETY: caller's contract.
     let id = unsafe { (*tc).id };
@@ -964,33 +959,29 @@ pub unsafe fn free_local_full(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, c:
             bin.len += 1;
             return;
         }
-        // The span, unlike the bin, may be changed by a helper emptying our inbox: take our id
-        // lock (uncontended but for a helper; waiting for one, and caches without an id, are out
-        // of line, so that this path keeps its registers).
-        let l = (*tc).own;
-        if l.is_null()
-            || (*l)
-                .compare_exchange(FREE, OWNER, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-        {
-            return free_local_contended(tc, s, p, c);
-        }
+        // The span, unlike the bin, may be changed by a helper emptying our inbox: go in as the
+        // owner (a store and a load; waiting for a helper, and caches without an id, are out of
+        // line, so that this path keeps its registers).
+        let Some(l) = (*tc).own.as_ref() else {
+            return free_local_no_id(tc, s, p, c);
+        };
+        owner_enter(l);
         let r = (*s).push_free(p, (*s).index_of(p), free_key());
         if r != Pushed::Ok {
             span_changed(tc, s, c, r);
         }
-        (*l).store(FREE, Ordering::Release);
+        owner_leave(l);
     }
 }
 
-/// `free_local_full` when a helper holds our id lock (or the cache has none): wait for it, then
-/// put `p` back.
+/// `free_local_full` for a cache without an id (it owns no span, so this is only reached if a
+/// corrupted span names it): put `p` back as the owner would.
 ///
 /// # Safety
 /// As `free_local_full`.
 #[cold]
 #[inline(never)]
-unsafe fn free_local_contended(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, c: usize) {
+unsafe fn free_local_no_id(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, c: usize) {
     // SAFETY: caller's contract.
     unsafe {
         let _own = OwnGuard::of(tc);
@@ -1178,7 +1169,7 @@ pub fn fork_unlock_own() {
     let tc = tls::get();
     // SAFETY: the slot holds a valid cache.
     let id = unsafe { (*tc).id };
-    drop(OwnGuard(ID_LOCK.get(id.wrapping_sub(1) as usize)));
+    drop(OwnGuard(IDS.get(id.wrapping_sub(1) as usize)));
 }
 
 /// Live caches and caches created since start.
@@ -1196,13 +1187,19 @@ pub fn after_fork_child() {
     let me = tls::get();
     // SAFETY: the slot holds a valid cache.
     let my_id = unsafe { (*me).id };
-    // Helpers that held another id's lock are gone (this thread holds its own: `fork_prepare`).
+    // Other threads are gone: so are any helpers (even one that had just flagged this thread's
+    // own id, which it holds since `fork_prepare`), and the owners of every other id.
     for (i, slot) in IDS.iter().enumerate() {
         // Read first: writing every slot would make the child touch all of `IDS` (4 MiB).
-        if i + 1 != my_id as usize && slot.lock.load(Ordering::Relaxed) != FREE {
-            slot.lock.store(FREE, Ordering::Relaxed);
+        if slot.helper.load(Ordering::Relaxed) != 0 {
+            slot.helper.store(0, Ordering::Relaxed);
+        }
+        if i + 1 != my_id as usize && slot.busy.load(Ordering::Relaxed) != 0 {
+            slot.busy.store(0, Ordering::Relaxed);
         }
     }
+    // A child is a new process for `membarrier`.
+    crate::owner::init_handshake();
     let mut orphans = SpanList::new();
     crate::page_heap::with(|h| {
         h.for_each_small_span(|s| {

@@ -72,8 +72,9 @@
 //!    in all, no lock, no atomic instruction. A full bin grows while the thread's budget lasts;
 //!    past that, `cache::free_local_full` puts `p` straight onto the span's own free list
 //!    (`Span::push_free`: its bit in the span's `listed` bitmap is set — a bit already set is a
-//!    double free and aborts — and `used` drops) under the thread's own id lock (one uncontended
-//!    compare-exchange: a helper emptying a stalled owner's inbox takes it). A span that had
+//!    double free and aborts — and `used` drops) under the thread's own id lock (a store and a
+//!    load, with `membarrier` on the helper's side: a helper emptying a stalled owner's inbox
+//!    takes it; see `owner.rs`). A span that had
 //!    nothing to give moves to the back of the thread's partial list; a span with no object out
 //!    any more goes back to the central list unless it is the class's only partial span.
 //! 4. A block of a span another thread owns (a cross-thread free) goes on this thread's remote list

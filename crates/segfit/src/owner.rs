@@ -4,16 +4,27 @@
 //! (`IdSlot`), so that threads' slow paths never share a line.
 //!
 //! Invariants: an inbox is a lock-free list of chains (see `inbox_try_push`), `CLOSED` after its
-//! owner exited until the id is taken again; `ID_LOCK` is `OWNER` only while the owner is in a slow
-//! path that changes its spans, `HELPER` only while another thread empties its inbox; `OWNER_TC`
-//! changes only with the id lock held by the owner. Used by `cache` (owners and helpers) and
-//! `central` (forwarding a free to a span's new owner).
+//! owner exited until the id is taken again; an id's `busy` flag is set only while its owner is in
+//! a slow path that changes its spans, its `helper` flag only while another thread empties its
+//! inbox, and the two are never both "in" at once (see the handshake below); `OWNER_TC` changes
+//! only while the owner is in. Used by `cache` (owners and helpers) and `central` (forwarding a
+//! free to a span's new owner).
+//!
+//! The handshake is Dekker's, made asymmetric: the owner, which enters on every free that goes
+//! back to a span, stores `busy` and loads `helper` with only a compiler fence between them; the
+//! rare helper stores `helper`, runs `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` — which makes
+//! every running thread of the process execute a full memory barrier — and loads `busy`. So
+//! either the owner's store is visible to the helper or the helper's store is visible to the
+//! owner, and whoever sees the other backs off; the owner pays no atomic read-modify-write and no
+//! fence instruction. Where `membarrier` cannot be registered both sides use a full fence.
 
 use crate::cache::ThreadCache;
 use crate::fatal::fatal;
 use crate::size_class::NUM_CLASSES;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{
+    compiler_fence, fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering,
+};
 
 /// The id of caches that own no spans: never equal to a span's `owner`.
 pub const NO_ID: u32 = u32::MAX;
@@ -23,11 +34,15 @@ pub(crate) const MAX_IDS: usize = 1 << 16;
 /// Bit `id - 1` is set while the cache with that id is alive.
 static LIVE_IDS: [AtomicU64; MAX_IDS / 64] = [const { AtomicU64::new(0) }; MAX_IDS / 64];
 
-/// What is kept per owner id, one cache line each: the owner writes `lock` and `last_refill_us` in
+/// What is kept per owner id, one cache line each: the owner writes `busy` and `last_refill_us` in
 /// its slow paths, so ids must not share lines (two threads' slow paths would contend for one).
 #[repr(C, align(64))]
 pub(crate) struct IdSlot {
-    pub(crate) lock: AtomicU8,
+    /// 1 while the owner is in a slow path that changes its spans (stored by the owner only).
+    pub(crate) busy: AtomicU8,
+    /// 1 while a helper holds (or is trying for) the right to change the owner's spans; taken
+    /// with a compare-exchange among helpers.
+    pub(crate) helper: AtomicU8,
     last_refill_us: AtomicU64,
     owner_tc: AtomicPtr<ThreadCache>,
     inbox: AtomicPtr<u8>,
@@ -36,7 +51,8 @@ pub(crate) struct IdSlot {
 
 pub(crate) static IDS: [IdSlot; MAX_IDS] = [const {
     IdSlot {
-        lock: AtomicU8::new(0),
+        busy: AtomicU8::new(0),
+        helper: AtomicU8::new(0),
         last_refill_us: AtomicU64::new(0),
         owner_tc: AtomicPtr::new(ptr::null_mut()),
         inbox: AtomicPtr::new(ptr::null_mut()),
@@ -122,45 +138,89 @@ pub(crate) fn stalled(id: u32) -> bool {
     }
 }
 
-/// Per owner id: who may change the spans and span lists of the cache with that id. `FREE`, or
-/// `OWNER` (the cache's thread, in a slow path), or `HELPER` (another thread emptying the inbox
-/// on the owner's behalf). The owner waits for a helper; a helper never waits.
-pub(crate) static ID_LOCK: PerId<AtomicU8> = PerId(|s| &s.lock);
-pub(crate) const FREE: u8 = 0;
-pub(crate) const OWNER: u8 = 1;
-pub(crate) const HELPER: u8 = 2;
-
-/// Per owner id, its cache (null while none): written with `ID_LOCK` held by the owner, read by a
-/// helper holding it.
+/// Per owner id, its cache (null while none): written by the owner while it is in (see
+/// `OwnGuard`), read by a helper while it is in.
 pub(crate) static OWNER_TC: PerId<AtomicPtr<ThreadCache>> = PerId(|s| &s.owner_tc);
 
-/// Held by a thread, in its slow paths, over its own spans (see `ID_LOCK`); released on drop.
-/// The fast paths (bin push and pop, remote push) touch no span and take no lock.
-pub(crate) struct OwnGuard(pub(crate) Option<&'static AtomicU8>);
+/// `membarrier` command values (linux/membarrier.h).
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
 
-/// Takes an id lock as its owner: waits for a helper to finish (spinning briefly, then yielding
-/// the CPU, since the helper may be descheduled or waiting for a class lock).
-#[inline(always)]
-fn acquire(l: &AtomicU8) {
-    if l.compare_exchange(FREE, OWNER, Ordering::Acquire, Ordering::Relaxed)
-        .is_ok()
-    {
-        return;
+/// Whether this process registered for private expedited `membarrier`, so that owners need only
+/// a compiler fence (see the module docs). Set once by `init_handshake`, before any id is handed
+/// out, and never cleared.
+static ASYMMETRIC: AtomicBool = AtomicBool::new(false);
+
+/// Registers the process for private expedited `membarrier` (Linux 4.14+; may be refused, say by
+/// a seccomp filter or valgrind: then both sides of the handshake use full fences). Called by
+/// `cache::global_init` before the first id is taken, and again in a forked child.
+pub(crate) fn init_handshake() {
+    // SAFETY: membarrier takes no pointers; an unknown command or a refusal returns -1.
+    let ok = unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+            0,
+            0,
+        )
+    } == 0;
+    if ok {
+        ASYMMETRIC.store(true, Ordering::Relaxed);
     }
-    acquire_slow(l);
 }
 
+/// The owner's side of the handshake, between its store of `busy` and its load of `helper`.
+#[inline(always)]
+fn owner_fence() {
+    if ASYMMETRIC.load(Ordering::Relaxed) {
+        // The helper's membarrier supplies the CPU-level barrier; keep the compiler from
+        // moving the load of `helper` above the store of `busy`.
+        compiler_fence(Ordering::SeqCst);
+    } else {
+        fence(Ordering::SeqCst);
+    }
+}
+
+/// The helper's side: false if the barrier could not be had (then the helper must not go in).
+fn helper_fence() -> bool {
+    if ASYMMETRIC.load(Ordering::Relaxed) {
+        // SAFETY: membarrier takes no pointers. After it returns, every thread of the process
+        // that was running has executed a full barrier (one that was not running will on its
+        // next context switch), so an owner's earlier store of `busy` is visible here, or its
+        // next load of `helper` sees our store.
+        unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0 }
+    } else {
+        fence(Ordering::SeqCst);
+        true
+    }
+}
+
+/// The owner going in: once this returns, no helper is in until `owner_leave`, and the owner may
+/// change its spans. No atomic read-modify-write, and no fence instruction once `membarrier` is
+/// registered. The owner has priority: it keeps `busy` set while it waits, so a helper that is
+/// only trying backs off, and one that is in finishes.
+#[inline(always)]
+pub(crate) fn owner_enter(s: &IdSlot) {
+    s.busy.store(1, Ordering::Relaxed);
+    owner_fence();
+    if s.helper.load(Ordering::Acquire) != 0 {
+        wait_for_helper(s);
+    }
+}
+
+/// The owner going out (publishes its changes to the next helper).
+#[inline(always)]
+pub(crate) fn owner_leave(s: &IdSlot) {
+    s.busy.store(0, Ordering::Release);
+}
+
+/// Waits, with `busy` set, until no helper is in (spinning briefly, then yielding the CPU, since
+/// the helper may be descheduled or waiting for a class lock).
 #[cold]
 #[inline(never)]
-fn acquire_slow(l: &AtomicU8) {
+fn wait_for_helper(s: &IdSlot) {
     let mut spins = 0u32;
-    loop {
-        if l.load(Ordering::Relaxed) == FREE
-            && l.compare_exchange_weak(FREE, OWNER, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-        {
-            return;
-        }
+    while s.helper.load(Ordering::Acquire) != 0 {
         spins += 1;
         if spins < 64 {
             core::hint::spin_loop();
@@ -171,37 +231,75 @@ fn acquire_slow(l: &AtomicU8) {
     }
 }
 
+/// Held by a thread, in its slow paths, over its own spans (see the handshake in the module
+/// docs); released on drop. The fast paths (bin push and pop, remote push) touch no span and
+/// take nothing.
+pub(crate) struct OwnGuard(pub(crate) Option<&'static IdSlot>);
+
 impl OwnGuard {
-    /// `tc`'s own id lock (a no-op for a cache without an id).
+    /// `tc`'s own id slot, entered as its owner (a no-op for a cache without an id).
     ///
     /// # Safety
-    /// `tc` is a valid cache.
+    /// `tc` is a valid cache of the calling thread.
     #[inline(always)]
     pub(crate) unsafe fn of(tc: *mut ThreadCache) -> OwnGuard {
         // SAFETY: `own` is null or points into the static `IDS` (caller: `tc` is valid).
-        let l = unsafe { (*tc).own.as_ref() };
-        if let Some(l) = l {
-            acquire(l);
+        let s = unsafe { (*tc).own.as_ref() };
+        if let Some(s) = s {
+            owner_enter(s);
         }
-        OwnGuard(l)
+        OwnGuard(s)
     }
 
+    /// Owner id `id`'s slot, entered as its owner (the caller's own id; a no-op for `NO_ID`).
     #[inline]
     pub(crate) fn lock(id: u32) -> OwnGuard {
-        let l = ID_LOCK.get(id.wrapping_sub(1) as usize);
-        if let Some(l) = l {
-            acquire(l);
+        let s = IDS.get(id.wrapping_sub(1) as usize);
+        if let Some(s) = s {
+            owner_enter(s);
         }
-        OwnGuard(l)
+        OwnGuard(s)
     }
 }
 
 impl Drop for OwnGuard {
     #[inline]
     fn drop(&mut self) {
-        if let Some(l) = self.0 {
-            l.store(FREE, Ordering::Release);
+        if let Some(s) = self.0 {
+            owner_leave(s);
         }
+    }
+}
+
+/// Held by a thread that empties another owner's inbox into that owner's spans; released on
+/// drop. Never waits: `try_new` gives up if another helper is in or the owner is.
+pub(crate) struct HelpGuard(&'static IdSlot);
+
+impl HelpGuard {
+    /// Goes in for owner `id` if neither the owner nor another helper is.
+    pub(crate) fn try_new(id: u32) -> Option<HelpGuard> {
+        let s = IDS.get(id.wrapping_sub(1) as usize)?;
+        // The owner is in, or waiting for a helper with `busy` set: do not even try (so that a
+        // waiting owner only waits for the helpers already under way).
+        if s.busy.load(Ordering::Relaxed) != 0
+            || s.helper
+                .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return None;
+        }
+        if !helper_fence() || s.busy.load(Ordering::Acquire) != 0 {
+            s.helper.store(0, Ordering::Release);
+            return None;
+        }
+        Some(HelpGuard(s))
+    }
+}
+
+impl Drop for HelpGuard {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.helper.store(0, Ordering::Release);
     }
 }
 
@@ -246,3 +344,67 @@ pub unsafe fn inbox_try_push(
 /// The value of a closed inbox: its owner exited after taking it for the last time; pushes go to
 /// the central list instead (the owner's spans are all unowned by then).
 pub(crate) const CLOSED: *mut u8 = ptr::dangling_mut::<u8>();
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::cell::UnsafeCell;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    struct Shared(UnsafeCell<u64>);
+    // SAFETY: the test only touches the cell while holding the id (owner or helper side).
+    unsafe impl Sync for Shared {}
+
+    /// The owner (through `OwnGuard`) and helpers (through `HelpGuard`) are never in at once: a
+    /// plain counter that both sides increment non-atomically, with a pause between the read and
+    /// the write, loses no increment.
+    #[test]
+    fn owner_and_helpers_exclude_each_other() {
+        init_handshake();
+        let id = MAX_IDS as u32; // the last id: not handed out in a test process
+        let cell = Arc::new(Shared(UnsafeCell::new(0)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let bump = |c: &Shared| {
+            // SAFETY: the caller holds the id (see `Shared`).
+            unsafe {
+                let v = core::ptr::read_volatile(c.0.get());
+                for _ in 0..20 {
+                    core::hint::spin_loop();
+                }
+                core::ptr::write_volatile(c.0.get(), v + 1);
+            }
+        };
+        let helpers: Vec<_> = (0..3)
+            .map(|_| {
+                let (cell, stop) = (cell.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Some(_g) = HelpGuard::try_new(id) {
+                            bump(&cell);
+                            n += 1;
+                        }
+                    }
+                    n
+                })
+            })
+            .collect();
+        let mut owner_n = 0u64;
+        for _ in 0..600_000 {
+            let _g = OwnGuard::lock(id);
+            bump(&cell);
+            owner_n += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let helper_n: u64 = helpers.into_iter().map(|h| h.join().unwrap()).sum();
+        // SAFETY: every other thread has been joined.
+        let total = unsafe { *cell.0.get() };
+        assert_eq!(
+            total,
+            owner_n + helper_n,
+            "helpers went in {helper_n} times"
+        );
+        assert!(helper_n > 0, "the helpers never got in");
+    }
+}
