@@ -31,7 +31,7 @@ use crate::fatal::fatal;
 use crate::lock::Lock;
 use crate::meta::FixAlloc;
 use crate::owner::{
-    drop_id, now_us, owner_enter, owner_leave, stalled, take_id, HelpGuard, IdSlot, OwnGuard,
+    drop_id, now_us, owner_leave, owner_try_enter, stalled, take_id, HelpGuard, IdSlot, OwnGuard,
     CLOSED, IDS, INBOX, IN_TRANSIT, LAST_REFILL_US, OWNER_TC, PENDING,
 };
 pub use crate::owner::{inbox_try_push, NO_ID};
@@ -949,9 +949,10 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
 #[inline(never)]
 pub unsafe fn free_local_full(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, c: usize) {
     debug_assert!(c < NUM_CLASSES);
-    // SAFETY: caller's contract.
+    // SAFETY: caller's contract. Everything but the common case (no growth, no helper, the span
+    // keeps its list) is a tail call, so that this path saves no registers.
     unsafe {
-        if grow_bin(tc, c) {
+        if (*tc).budget != 0 && grow_bin(tc, c) {
             let bin = (*tc).bins.get_unchecked_mut(c);
             *(p as *mut *mut u8) = bin.head;
             *(p as *mut usize).add(1) = free_key();
@@ -960,17 +961,52 @@ pub unsafe fn free_local_full(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, c:
             return;
         }
         // The span, unlike the bin, may be changed by a helper emptying our inbox: go in as the
-        // owner (a store and a load; waiting for a helper, and caches without an id, are out of
-        // line, so that this path keeps its registers).
+        // owner (a store and a load).
         let Some(l) = (*tc).own.as_ref() else {
             return free_local_no_id(tc, s, p, c);
         };
-        owner_enter(l);
+        if !owner_try_enter(l) {
+            return free_local_wait(tc, s, p, c);
+        }
+        let r = (*s).push_free(p, (*s).index_of(p), free_key());
+        if r != Pushed::Ok {
+            return free_local_changed(tc, s, c, r);
+        }
+        owner_leave(l);
+    }
+}
+
+/// `free_local_full` when a helper is in: wait for it (the owner is flagged `busy`), then put `p`
+/// back.
+///
+/// # Safety
+/// As `free_local_full`; `tc` has an id and its owner flag is set.
+#[cold]
+#[inline(never)]
+unsafe fn free_local_wait(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, c: usize) {
+    // SAFETY: caller's contract.
+    unsafe {
+        let l = &*(*tc).own;
+        crate::owner::wait_for_helper(l);
         let r = (*s).push_free(p, (*s).index_of(p), free_key());
         if r != Pushed::Ok {
             span_changed(tc, s, c, r);
         }
         owner_leave(l);
+    }
+}
+
+/// `free_local_full` when the span changed lists: move it, then leave.
+///
+/// # Safety
+/// `tc` has an id and is in as the owner; `s` is its span of class `c`, changed as `r` says.
+#[cold]
+#[inline(never)]
+unsafe fn free_local_changed(tc: *mut ThreadCache, s: *mut Span, c: usize, r: Pushed) {
+    // SAFETY: caller's contract.
+    unsafe {
+        span_changed(tc, s, c, r);
+        owner_leave(&*(*tc).own);
     }
 }
 

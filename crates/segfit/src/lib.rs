@@ -99,10 +99,13 @@
 //!   thread finds the owner stalled (256 objects waiting, no refill for 2 ms) and puts them back
 //!   on the owner's spans for it. Until then they are not reusable: larson's peak RSS is about
 //!   13.5 MiB (17.5 MiB without that help; 9.4 MiB with the previous design, which returned every
-//!   cross-thread free through the central lists). For that help the owner takes a per-thread lock
-//!   (one uncontended compare-exchange) in its slow paths that touch its spans.
+//!   cross-thread free through the central lists). For that help the owner flags itself in its
+//!   slow paths that touch its spans (a store and a load) and the helper runs `membarrier`; where
+//!   `membarrier` is not available (Linux before 4.14, seccomp, valgrind) nobody helps, and the
+//!   objects wait for the owner's next refill or its exit.
 //! - The `segfit-malloc` `free` of a block whose bin is full goes straight back to its span:
-//!   about 15 more instructions than a bin push (binary_trees with 512K-node trees).
+//!   about 40 more instructions than a bin push (binary_trees with 512K-node trees, fragment's
+//!   scattered frees); mimalloc's free always goes to its page, at about 26 in all.
 //! - Free pages go back to the OS (decay, cap, `collect()`), but objects cached in threads and
 //!   partly used spans do not.
 

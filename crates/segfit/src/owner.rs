@@ -16,14 +16,15 @@
 //! every running thread of the process execute a full memory barrier — and loads `busy`. So
 //! either the owner's store is visible to the helper or the helper's store is visible to the
 //! owner, and whoever sees the other backs off; the owner pays no atomic read-modify-write and no
-//! fence instruction. Where `membarrier` cannot be registered both sides use a full fence.
+//! fence instruction. Where `membarrier` cannot be registered no thread helps (`helping_enabled`):
+//! owners then empty their inboxes only themselves.
 
 use crate::cache::ThreadCache;
 use crate::fatal::fatal;
 use crate::size_class::NUM_CLASSES;
 use core::ptr;
 use core::sync::atomic::{
-    compiler_fence, fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering,
+    compiler_fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering,
 };
 
 /// The id of caches that own no spans: never equal to a span's `owner`.
@@ -152,7 +153,7 @@ const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
 static ASYMMETRIC: AtomicBool = AtomicBool::new(false);
 
 /// Registers the process for private expedited `membarrier` (Linux 4.14+; may be refused, say by
-/// a seccomp filter or valgrind: then both sides of the handshake use full fences). Called by
+/// a seccomp filter or valgrind: then no thread helps another). Called by
 /// `cache::global_init` before the first id is taken, and again in a forked child.
 pub(crate) fn init_handshake() {
     // SAFETY: membarrier takes no pointers; an unknown command or a refusal returns -1.
@@ -169,30 +170,25 @@ pub(crate) fn init_handshake() {
     }
 }
 
-/// The owner's side of the handshake, between its store of `busy` and its load of `helper`.
-#[inline(always)]
-fn owner_fence() {
-    if ASYMMETRIC.load(Ordering::Relaxed) {
-        // The helper's membarrier supplies the CPU-level barrier; keep the compiler from
-        // moving the load of `helper` above the store of `busy`.
-        compiler_fence(Ordering::SeqCst);
-    } else {
-        fence(Ordering::SeqCst);
-    }
+/// Whether other threads may empty a stalled owner's inbox into its spans: only with
+/// `membarrier` registered. Without it (kernels before 4.14, a seccomp filter, valgrind) owners
+/// empty their own inboxes only, on their next refill or at exit, and no helper ever goes in, so
+/// the owner's side needs no fence in either case.
+pub fn helping_enabled() -> bool {
+    ASYMMETRIC.load(Ordering::Relaxed)
 }
 
-/// The helper's side: false if the barrier could not be had (then the helper must not go in).
+/// The helper's side of the handshake: false if the barrier could not be had (then the helper
+/// must not go in).
 fn helper_fence() -> bool {
-    if ASYMMETRIC.load(Ordering::Relaxed) {
-        // SAFETY: membarrier takes no pointers. After it returns, every thread of the process
-        // that was running has executed a full barrier (one that was not running will on its
-        // next context switch), so an owner's earlier store of `busy` is visible here, or its
-        // next load of `helper` sees our store.
-        unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0 }
-    } else {
-        fence(Ordering::SeqCst);
-        true
+    if !ASYMMETRIC.load(Ordering::Relaxed) {
+        return false;
     }
+    // SAFETY: membarrier takes no pointers. After it returns, every thread of the process that
+    // was running has executed a full barrier (one that was not running will on its next context
+    // switch), so an owner's earlier store of `busy` is visible here, or its next load of
+    // `helper` sees our store.
+    unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0 }
 }
 
 /// The owner going in: once this returns, no helper is in until `owner_leave`, and the owner may
@@ -201,11 +197,20 @@ fn helper_fence() -> bool {
 /// only trying backs off, and one that is in finishes.
 #[inline(always)]
 pub(crate) fn owner_enter(s: &IdSlot) {
-    s.busy.store(1, Ordering::Relaxed);
-    owner_fence();
-    if s.helper.load(Ordering::Acquire) != 0 {
+    if !owner_try_enter(s) {
         wait_for_helper(s);
     }
+}
+
+/// `owner_enter` without the wait: true if the owner is in; false if a helper is, in which case
+/// `busy` stays set and the owner must `wait_for_helper` before it changes anything.
+#[inline(always)]
+pub(crate) fn owner_try_enter(s: &IdSlot) -> bool {
+    s.busy.store(1, Ordering::Relaxed);
+    // The helper's membarrier supplies the CPU-level barrier between this store and the load
+    // below (and without membarrier no helper goes in); keep the compiler from swapping them.
+    compiler_fence(Ordering::SeqCst);
+    s.helper.load(Ordering::Acquire) == 0
 }
 
 /// The owner going out (publishes its changes to the next helper).
@@ -218,7 +223,7 @@ pub(crate) fn owner_leave(s: &IdSlot) {
 /// the helper may be descheduled or waiting for a class lock).
 #[cold]
 #[inline(never)]
-fn wait_for_helper(s: &IdSlot) {
+pub(crate) fn wait_for_helper(s: &IdSlot) {
     let mut spins = 0u32;
     while s.helper.load(Ordering::Acquire) != 0 {
         spins += 1;
