@@ -633,7 +633,8 @@ pub unsafe fn free_local_full(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, c:
         // The span, unlike the bin, may be changed by a helper emptying our inbox: go in as the
         // owner (a store and a load).
         let Some(l) = (*tc).own.as_ref() else {
-            return free_local_no_id(tc, s, p, c);
+            // A cache without an id owns no span: only a corrupted span names it.
+            fatal("free", "corrupted span owner", p as usize)
         };
         if !owner_try_enter(l) {
             return free_local_wait(tc, s, p, c);
@@ -677,24 +678,6 @@ unsafe fn free_local_changed(tc: *mut ThreadCache, s: *mut Span, c: usize, r: Pu
     unsafe {
         span_changed(tc, s, c, r);
         owner_leave(&*(*tc).own);
-    }
-}
-
-/// `free_local_full` for a cache without an id (it owns no span, so this is only reached if a
-/// corrupted span names it): put `p` back as the owner would.
-///
-/// # Safety
-/// As `free_local_full`.
-#[cold]
-#[inline(never)]
-unsafe fn free_local_no_id(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, c: usize) {
-    // SAFETY: caller's contract.
-    unsafe {
-        let _own = OwnGuard::of(tc);
-        let r = (*s).push_free(p, (*s).index_of(p), free_key());
-        if r != Pushed::Ok {
-            span_changed(tc, s, c, r);
-        }
     }
 }
 
@@ -904,7 +887,8 @@ pub fn after_fork_child() {
             slot.busy.store(0, Ordering::Relaxed);
         }
     }
-    // A child is a new process for `membarrier`.
+    // The `membarrier` registration is inherited across fork (only exec drops it); registering
+    // again is harmless, and if it fails no thread of the child will help another.
     crate::owner::init_handshake();
     let mut orphans = SpanList::new();
     crate::page_heap::with(|h| {
