@@ -77,6 +77,17 @@ impl<T> PerId<T> {
     }
 }
 
+/// One more than the highest owner id ever handed out: slots at and above it were never used
+/// (their flags are 0 and their memory untouched). Registry lock held to raise it.
+static IDS_USED: AtomicU32 = AtomicU32::new(0);
+
+/// The slots of every owner id handed out so far (a fork child walks these, not all of `IDS`,
+/// whose untouched 4 MiB it would otherwise fault in).
+pub(crate) fn used_slots() -> &'static [IdSlot] {
+    let n = (IDS_USED.load(Ordering::Acquire) as usize).min(MAX_IDS);
+    IDS.get(..n).unwrap_or(&[])
+}
+
 /// The smallest free owner id, marked alive; `NO_ID` if all are taken. Registry lock held.
 pub(crate) fn take_id() -> u32 {
     for (w, word) in LIVE_IDS.iter().enumerate() {
@@ -84,7 +95,11 @@ pub(crate) fn take_id() -> u32 {
         if v != !0 {
             let b = (!v).trailing_zeros() as usize;
             word.fetch_or(1 << b, Ordering::Relaxed);
-            return (w * 64 + b + 1) as u32;
+            let id = (w * 64 + b + 1) as u32;
+            if IDS_USED.load(Ordering::Relaxed) < id {
+                IDS_USED.store(id, Ordering::Release);
+            }
+            return id;
         }
     }
     NO_ID

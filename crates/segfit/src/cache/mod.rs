@@ -878,8 +878,8 @@ pub fn after_fork_child() {
     let my_id = unsafe { (*me).id };
     // Other threads are gone: so are any helpers (even one that had just flagged this thread's
     // own id, which it holds since `fork_prepare`), and the owners of every other id.
-    for (i, slot) in IDS.iter().enumerate() {
-        // Read first: writing every slot would make the child touch all of `IDS` (4 MiB).
+    for (i, slot) in crate::owner::used_slots().iter().enumerate() {
+        // Read first: writing every slot would copy every page of them.
         if slot.helper.load(Ordering::Relaxed) != 0 {
             slot.helper.store(0, Ordering::Relaxed);
         }
