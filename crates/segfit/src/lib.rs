@@ -101,7 +101,7 @@
 //!   13.5 MiB (17.5 MiB without that help; 9.4 MiB with the previous design, which returned every
 //!   cross-thread free through the central lists). For that help the owner flags itself in its
 //!   slow paths that touch its spans (a store and a load) and the helper runs `membarrier`; where
-//!   `membarrier` is not available (Linux before 4.14, seccomp, valgrind) nobody helps, and the
+//!   `membarrier` is not available (Linux before 4.14, seccomp) nobody helps, and the
 //!   objects wait for the owner's next refill or its exit.
 //! - The `segfit-malloc` `free` of a block whose bin is full goes straight back to its span:
 //!   about 40 more instructions than a bin push (binary_trees with 512K-node trees, fragment's

@@ -174,7 +174,7 @@ const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
 static ASYMMETRIC: AtomicBool = AtomicBool::new(false);
 
 /// Registers the process for private expedited `membarrier` (Linux 4.14+; may be refused, say by
-/// a seccomp filter or valgrind: then no thread helps another). Called by
+/// a seccomp filter: then no thread helps another; valgrind 3.19 passes it through). Called by
 /// `cache::global_init` before the first id is taken, and again in a forked child.
 pub(crate) fn init_handshake() {
     // SAFETY: membarrier takes no pointers; an unknown command or a refusal returns -1.
@@ -190,7 +190,7 @@ pub(crate) fn init_handshake() {
 }
 
 /// Whether other threads may empty a stalled owner's inbox into its spans: only with
-/// `membarrier` registered. Without it (kernels before 4.14, a seccomp filter, valgrind) owners
+/// `membarrier` registered. Without it (kernels before 4.14, a seccomp filter) owners
 /// empty their own inboxes only, on their next refill or at exit, and no helper ever goes in, so
 /// the owner's side needs no fence in either case.
 pub fn helping_enabled() -> bool {

@@ -706,8 +706,9 @@ unsafe fn grow_bin(tc: *mut ThreadCache, c: usize) -> bool {
     false
 }
 
-/// Slow path of Rust's sized free of small object `p` of class `c`: the bin is full. `p` takes the
-/// C `free` path, which looks its span up: an object of this thread's span may then grow the bin
+/// Slow path of Rust's sized free of small object `p` of class `c`: the bin is full. Its span is
+/// looked up (the layout is trusted, as Rust's contract allows, so there is no object-start or
+/// free-key check): an object of this thread's span may then grow the bin or go back to the span
 /// (`free_local_full`), one of another thread's span goes on the remote list instead of filling
 /// this thread's bin with objects it would reuse next to the owner's data.
 ///
@@ -716,9 +717,30 @@ unsafe fn grow_bin(tc: *mut ThreadCache, c: usize) -> bool {
 #[cold]
 #[inline(never)]
 pub unsafe fn free_sized_slow(p: *mut u8, c: usize) {
-    let _ = c;
-    // SAFETY: forwarded caller contract.
-    unsafe { crate::alloc::free(p) }
+    let s = arena::span_hint(p as usize);
+    // SAFETY: page map entries are valid span records; `class` is immutable while a span is
+    // small, and a span of class `c` (a small one) holds `p` (caller). The static caches have
+    // `id == NO_ID` (never an owner) and remote limit 0, so they end in `free_slow`.
+    unsafe {
+        if s.is_null() || (*s).class as usize != c || c >= NUM_CLASSES {
+            // Not what Rust's contract promises: let the validating path report it.
+            return crate::alloc::free(p);
+        }
+        let tc = tls::get();
+        let owner = (*s).owner.load(Ordering::Relaxed);
+        if owner == (*tc).id {
+            return free_local_full(tc, s, p, c);
+        }
+        let r = (*tc).remote.get_unchecked_mut(c);
+        if r.len + 1 < r.lim && owner != 0 {
+            *(p as *mut *mut u8) = r.head;
+            *(p as *mut usize).add(1) = free_key();
+            r.head = p;
+            r.len += 1;
+            return;
+        }
+        free_slow(p, c, s)
+    }
 }
 
 /// Slow path of freeing small object `p` of class `c` in span `span`: `p` carries the free key (a
