@@ -280,37 +280,29 @@ pub unsafe fn free(p: *mut u8) {
         unsafe {
             if (*s).is_object_start(a) {
                 let c = (*s).class as usize;
-                {
-                    let tc = tls::get();
-                    let key = cache::free_key();
-                    if *(p as *mut usize).add(1) != key {
-                        let owner = (*s).owner.load(core::sync::atomic::Ordering::Relaxed);
-                        if owner == (*tc).id {
-                            // Local: onto this thread's bin for reuse while it has room, else
-                            // straight back on the span, which this thread owns.
-                            let bin = (*tc).bins.get_unchecked_mut(c);
-                            if bin.len < bin.max {
-                                *(p as *mut *mut u8) = bin.head;
-                                *(p as *mut usize).add(1) = key;
-                                bin.head = p;
-                                bin.len += 1;
-                                return;
-                            }
-                            return cache::free_local_full(tc, s, p, c);
-                        }
-                        // Remote: onto this thread's remote list, handed to the owner with the
-                        // next batch, never reused here (the static caches have limit 0).
-                        let r = (*tc).remote.get_unchecked_mut(c);
-                        if r.len + 1 < r.lim && owner != 0 {
-                            *(p as *mut *mut u8) = r.head;
+                let tc = tls::get();
+                let key = cache::free_key();
+                if *(p as *mut usize).add(1) != key {
+                    let owner = (*s).owner.load(core::sync::atomic::Ordering::Relaxed);
+                    if owner == (*tc).id {
+                        // Local: onto this thread's bin for reuse while it has room, else
+                        // straight back on the span, which this thread owns.
+                        let bin = (*tc).bins.get_unchecked_mut(c);
+                        if bin.len < bin.max {
+                            *(p as *mut *mut u8) = bin.head;
                             *(p as *mut usize).add(1) = key;
-                            r.head = p;
-                            r.len += 1;
+                            bin.head = p;
+                            bin.len += 1;
                             return;
                         }
+                        return cache::free_local_full(tc, s, p, c);
                     }
-                    return cache::free_slow(p, c, s);
+                    // Remote: onto this thread's remote list, for the owner.
+                    if cache::try_remote_push(tc, p, c, owner, key) {
+                        return;
+                    }
                 }
+                return cache::free_slow(p, c, s);
             }
         }
     }

@@ -66,11 +66,9 @@ pub fn arena_of(addr: usize) -> *mut Arena {
     }
 }
 
-/// The span owning the page of `addr`, or null if `addr` is not in an in-use span's page or a free
-/// span's boundary page.
+/// The page map entry of `addr` in arena `a` (null: no span there), or null if `a` is null.
 #[inline(always)]
-pub fn span_of(addr: usize) -> *mut Span {
-    let a = arena_of(addr);
+fn page_entry(a: *mut Arena, addr: usize) -> *mut Span {
     if a.is_null() {
         return ptr::null_mut();
     }
@@ -80,6 +78,13 @@ pub fn span_of(addr: usize) -> *mut Span {
             .get_unchecked((addr >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1))
             .load(Relaxed)
     }
+}
+
+/// The span owning the page of `addr`, or null if `addr` is not in an in-use span's page or a free
+/// span's boundary page.
+#[inline(always)]
+pub fn span_of(addr: usize) -> *mut Span {
+    page_entry(arena_of(addr), addr)
 }
 
 /// `span_of` for `free`'s fast path: the arena index is masked into the table instead of
@@ -95,15 +100,7 @@ pub fn span_hint(addr: usize) -> *mut Span {
             .get_unchecked((addr >> ARENA_SHIFT) & (ARENA_TABLE_LEN - 1))
             .load(Relaxed)
     };
-    if a.is_null() {
-        return ptr::null_mut();
-    }
-    // SAFETY: `a` is a live arena (arenas are never freed); the index is masked into range.
-    unsafe {
-        (*a).pages
-            .get_unchecked((addr >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1))
-            .load(Relaxed)
-    }
+    page_entry(a, addr)
 }
 
 /// Sets the page map entries of pages `[first, first + n)` (which lie in one arena) to `s`.

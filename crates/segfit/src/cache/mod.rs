@@ -731,15 +731,39 @@ pub unsafe fn free_sized_slow(p: *mut u8, c: usize) {
         if owner == (*tc).id {
             return free_local_full(tc, s, p, c);
         }
-        let r = (*tc).remote.get_unchecked_mut(c);
-        if r.len + 1 < r.lim && owner != 0 {
-            *(p as *mut *mut u8) = r.head;
-            *(p as *mut usize).add(1) = free_key();
-            r.head = p;
-            r.len += 1;
+        if try_remote_push(tc, p, c, owner, free_key()) {
             return;
         }
         free_slow(p, c, s)
+    }
+}
+
+/// A free of object `p` (class `c`) of a span that `owner` owns, not this thread: pushes it on
+/// `tc`'s remote list if that has room (handed to the owner with the next batch, never reused
+/// here) and the span is owned; false (nothing done) otherwise. The static caches have limit 0.
+///
+/// # Safety
+/// `tc` is this thread's cache; `p` is a free object of class `c < NUM_CLASSES` of a span whose
+/// owner read `owner`; `key` is `free_key()`.
+#[inline(always)]
+pub unsafe fn try_remote_push(
+    tc: *mut ThreadCache,
+    p: *mut u8,
+    c: usize,
+    owner: u32,
+    key: usize,
+) -> bool {
+    // SAFETY: caller's contract.
+    unsafe {
+        let r = (*tc).remote.get_unchecked_mut(c);
+        if r.len + 1 < r.lim && owner != 0 {
+            *(p as *mut *mut u8) = r.head;
+            *(p as *mut usize).add(1) = key;
+            r.head = p;
+            r.len += 1;
+            return true;
+        }
+        false
     }
 }
 
