@@ -1,0 +1,406 @@
+//! Thread caches' life cycle: process set-up (`global_init`), a thread's first allocation
+//! (`init_thread`), its exit (`thread_exit`: everything goes back, spans are abandoned, the inbox
+//! closes), the registry of live caches that statistics walk, and `fork` (the forking thread's
+//! own id, and the child's rebuild of the spans of threads that are gone). Part of `cache` (see
+//! the parent module for the states a thread's slot goes through).
+//!
+//! Invariants: a cache is on the registry list (under `REGISTRY_LOCK`) from `init_thread` until
+//! `thread_exit` unlinks it; an exiting cache has given back every object and span before its id
+//! is dropped. Called by the parent module's slow paths, `stats`, and the fork handlers.
+
+use super::remote::{close_inbox, drain_chains, drain_inbox, flush_remote, route};
+use super::{
+    span_of_object, CacheState, ThreadCache, CACHE_BUDGET, DEAD_PTR, FREE_KEY, START_MAX,
+    UNCACHED_ALLOCS,
+};
+use crate::central;
+use crate::lock::Lock;
+use crate::meta::FixAlloc;
+use crate::owner::{
+    drop_id, now_us, take_id, IdSlot, OwnGuard, CLOSED, IDS, INBOX, IN_TRANSIT, LAST_REFILL_US,
+    NO_ID, OWNER_TC,
+};
+use crate::size_class::{class_info, NUM_CLASSES};
+use crate::span::SpanList;
+use crate::tls;
+use core::cell::UnsafeCell;
+use core::ptr;
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+/// Registry of live caches (for statistics and fork), and the records they live in.
+pub(super) struct Registry {
+    /// First registered cache (linked through `next`/`prev`).
+    pub(super) head: *mut ThreadCache,
+    records: FixAlloc<ThreadCache>,
+    live: usize,
+    created: u64,
+    /// Allocation counts of caches that were torn down.
+    retired_allocs: [u64; NUM_CLASSES],
+}
+
+pub(super) struct RegistryCell(UnsafeCell<Registry>);
+
+// SAFETY: only accessed with REGISTRY_LOCK held.
+unsafe impl Sync for RegistryCell {}
+
+/// Lock of the cache registry. Lock order: registry → central → heap.
+pub static REGISTRY_LOCK: Lock = Lock::new();
+
+pub(super) static REGISTRY: RegistryCell = RegistryCell(UnsafeCell::new(Registry {
+    head: ptr::null_mut(),
+    records: FixAlloc::new(),
+    live: 0,
+    created: 0,
+    retired_allocs: [0; NUM_CLASSES],
+}));
+
+pub(super) fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
+    REGISTRY_LOCK.lock();
+    // SAFETY: the lock is held.
+    let r = f(unsafe { &mut *REGISTRY.0.get() });
+    REGISTRY_LOCK.unlock();
+    r
+}
+
+pub(super) static PTHREAD_KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+pub(super) static INIT: AtomicU8 = AtomicU8::new(0);
+
+/// One-time process setup: the free key, the pthread key whose destructor flushes caches, and the
+/// fork handlers.
+/// Safe to call from any thread, any number of times; allocates nothing.
+pub fn global_init() {
+    if INIT.load(Ordering::Acquire) == 2 {
+        return;
+    }
+    if INIT
+        .compare_exchange(0, 1, Ordering::Acquire, Ordering::Acquire)
+        .is_ok()
+    {
+        let mut key = 0usize;
+        // SAFETY: getrandom writes at most 8 bytes into `key`; no allocation.
+        let n = unsafe { libc::getrandom((&raw mut key).cast(), 8, libc::GRND_NONBLOCK) };
+        if n != 8 {
+            // No entropy yet (early boot): fall back on address-space randomisation and time.
+            key = (&raw const key as usize).rotate_left(29) ^ (global_init as fn() as usize);
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: clock_gettime writes into `ts`.
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+            key ^= (ts.tv_nsec as usize).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+        FREE_KEY.store(key | 1, Ordering::Relaxed);
+        crate::owner::init_handshake();
+        let mut k: libc::pthread_key_t = 0;
+        // SAFETY: pthread_key_create stores a key in `k`; `thread_exit` has the required ABI.
+        if unsafe { libc::pthread_key_create(&mut k, Some(thread_exit)) } == 0 {
+            PTHREAD_KEY.store(k as usize, Ordering::Relaxed);
+        }
+        INIT.store(2, Ordering::Release);
+        // After INIT is 2: registering may allocate, which must find setup done.
+        crate::fork::install();
+    } else {
+        while INIT.load(Ordering::Acquire) != 2 {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// Gives this thread a cache. Returns the slot's new value (a live cache, or `DEAD` if metadata
+/// could not be had, in which case the thread works through the central lists).
+#[cold]
+pub(super) fn init_thread() -> *mut ThreadCache {
+    // Anything allocated while we set up (a libc that allocates in pthread_atfork or
+    // pthread_setspecific) is served by the central lists instead of recursing into this function.
+    tls::set(DEAD_PTR);
+    global_init();
+    let tc = with_registry(|r| {
+        let tc = r.records.alloc();
+        if tc.is_null() {
+            return tc;
+        }
+        // SAFETY: `tc` is a fresh zeroed record; linking it into the registry under its lock.
+        unsafe {
+            (*tc).id = take_id();
+            (*tc).own = IDS
+                .get((*tc).id.wrapping_sub(1) as usize)
+                .map_or(ptr::null(), |l| l as *const IdSlot);
+            if (*tc).id != NO_ID {
+                // A cache without an id keeps nothing: its bins and remote lists stay at limit 0.
+                for c in 1..NUM_CLASSES {
+                    (*tc).bins[c].max = START_MAX.min(2 * class_info(c).batch);
+                    (*tc).remote[c].lim = class_info(c).batch;
+                }
+            }
+            (*tc).state = CacheState::Live;
+            (*tc).budget = CACHE_BUDGET;
+            (*tc).next = r.head;
+            if !r.head.is_null() {
+                (*r.head).prev = tc;
+            }
+        }
+        r.head = tc;
+        r.live += 1;
+        r.created += 1;
+        tc
+    });
+    if tc.is_null() {
+        return DEAD_PTR;
+    }
+    let key = PTHREAD_KEY.load(Ordering::Relaxed);
+    if key != usize::MAX {
+        // SAFETY: `key` is a valid pthread key; the value is our cache record.
+        unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, tc.cast()) };
+    }
+    // SAFETY: our own new cache. Objects pushed to this id's inbox after its previous holder
+    // exited are routed to wherever their spans are now.
+    unsafe {
+        let id = (*tc).id;
+        let _own = OwnGuard::lock(id);
+        if let Some(o) = OWNER_TC.get(id.wrapping_sub(1) as usize) {
+            o.store(tc, Ordering::Relaxed);
+        }
+        if let Some(t) = LAST_REFILL_US.get(id.wrapping_sub(1) as usize) {
+            t.store(now_us(), Ordering::Relaxed);
+        }
+        // Reopen the inbox (closed when the id's previous holder exited).
+        if let Some(slot) = INBOX.get(id.wrapping_sub(1) as usize) {
+            let p = slot.swap(ptr::null_mut(), Ordering::Acquire);
+            if !p.is_null() && p != CLOSED {
+                drain_chains(tc, p, false);
+            }
+        }
+    }
+    tls::set(tc);
+    tc
+}
+
+/// Returns every object of `tc`'s bins and remote lists to where it belongs, and drains its inbox.
+/// With `abandon`, also gives all its spans to the central lists (thread exit, fork child);
+/// without, only those with no object out.
+///
+/// # Safety
+/// Nothing else uses `tc` (its thread is exiting, is the caller, or is gone after fork).
+pub(super) unsafe fn flush_all(tc: *mut ThreadCache, abandon: bool) {
+    // SAFETY: exclusive access to `tc` (caller).
+    unsafe {
+        if (*tc).id == NO_ID {
+            return;
+        }
+        drain_inbox(tc, true);
+        for c in 1..NUM_CLASSES {
+            let bin = &mut (*tc).bins[c];
+            // Detach before giving back: a fork in between must not find the objects still
+            // listed here (the child would give them back a second time).
+            let (mut p, len) = (bin.head, bin.len);
+            bin.head = ptr::null_mut();
+            bin.len = 0;
+            // Walk at most `len` (lists end in null): robust even if a forked-away thread was
+            // cut off in the middle of a push or pop.
+            let mut n = 0;
+            while !p.is_null() && n < len {
+                n += 1;
+                let next = *(p as *mut *mut u8);
+                route(tc, p, span_of_object(p, c), c);
+                p = next;
+            }
+            flush_remote(tc, c);
+        }
+        for c in 1..NUM_CLASSES {
+            for full in [false, true] {
+                let list = if full {
+                    &mut (*tc).full[c]
+                } else {
+                    &mut (*tc).partial[c]
+                };
+                let mut s = list.head;
+                while !s.is_null() {
+                    let next = (*s).next;
+                    if abandon || (*s).used == 0 {
+                        list.remove(s);
+                        central::abandon(c, s);
+                    }
+                    s = next;
+                }
+            }
+        }
+        if abandon {
+            // Close the inbox: frees that reach it from now on go to the central list. What
+            // reached it meanwhile now finds the spans unowned.
+            close_inbox(tc);
+            for c in 1..NUM_CLASSES {
+                flush_remote(tc, c);
+            }
+        }
+    }
+}
+
+/// Unlinks and frees a cache record. Registry lock held.
+pub(super) unsafe fn unregister(r: &mut Registry, tc: *mut ThreadCache) {
+    // SAFETY: `tc` is a registered record (caller).
+    unsafe {
+        for (sum, n) in r.retired_allocs.iter_mut().zip((*tc).allocs.iter()) {
+            *sum += n;
+        }
+        drop_id((*tc).id);
+        if (*tc).prev.is_null() {
+            r.head = (*tc).next;
+        } else {
+            (*(*tc).prev).next = (*tc).next;
+        }
+        if !(*tc).next.is_null() {
+            (*(*tc).next).prev = (*tc).prev;
+        }
+        r.records.free(tc);
+    }
+    r.live -= 1;
+}
+
+/// The pthread key destructor: runs at thread exit, after the thread's other TLS destructors.
+extern "C" fn thread_exit(arg: *mut libc::c_void) {
+    let tc = arg as *mut ThreadCache;
+    tls::set(DEAD_PTR);
+    // SAFETY: `tc` is this thread's registered cache; the slot no longer points to it, so nothing
+    // else uses it.
+    unsafe {
+        let id = (*tc).id;
+        {
+            let _own = OwnGuard::lock(id);
+            flush_all(tc, true);
+            if let Some(o) = OWNER_TC.get(id.wrapping_sub(1) as usize) {
+                o.store(ptr::null_mut(), Ordering::Relaxed);
+            }
+        }
+        with_registry(|r| unregister(r, tc));
+    }
+}
+
+/// Returns the calling thread's cached objects to their spans and its spans with no object out to
+/// the central lists (used by `collect`).
+pub fn flush_current() {
+    let tc = tls::get();
+    // SAFETY: the slot holds a valid cache; only a Live one is ours to flush.
+    unsafe {
+        if (*tc).state == CacheState::Live {
+            let _own = OwnGuard::lock((*tc).id);
+            flush_all(tc, false);
+        }
+    }
+}
+
+/// Adds, per class, the objects held in all live thread caches and inboxes to `cached` and the
+/// small objects allocated since start (all threads, live or gone) to `allocs`. Racy while other
+/// threads allocate; exact when they are quiescent.
+pub fn fold_counts(cached: &mut [u64; NUM_CLASSES], allocs: &mut [u64; NUM_CLASSES]) {
+    with_registry(|r| {
+        for c in 0..NUM_CLASSES {
+            allocs[c] += r.retired_allocs[c] + UNCACHED_ALLOCS[c].load(Ordering::Relaxed);
+            cached[c] += IN_TRANSIT[c].load(Ordering::Relaxed);
+        }
+        let mut tc = r.head;
+        while !tc.is_null() {
+            // SAFETY: registered caches are valid records; their counters may be read racily.
+            unsafe {
+                for c in 0..NUM_CLASSES {
+                    cached[c] += core::ptr::read_volatile(&(*tc).bins[c].len) as u64;
+                    cached[c] += core::ptr::read_volatile(&(*tc).remote[c].len) as u64;
+                    allocs[c] += core::ptr::read_volatile(&(*tc).allocs[c]);
+                }
+                tc = (*tc).next;
+            }
+        }
+    })
+}
+
+/// Before `fork()`: takes this thread's own id lock, so that no other thread is emptying its inbox
+/// into its spans while the process is copied (the child keeps this thread's spans as they are).
+pub fn fork_lock_own() {
+    let tc = tls::get();
+    // SAFETY: the slot holds a valid cache.
+    let id = unsafe { (*tc).id };
+    core::mem::forget(OwnGuard::lock(id));
+}
+
+/// After `fork()`, in parent and child: releases what `fork_lock_own` took.
+pub fn fork_unlock_own() {
+    let tc = tls::get();
+    // SAFETY: the slot holds a valid cache.
+    let id = unsafe { (*tc).id };
+    drop(OwnGuard(IDS.get(id.wrapping_sub(1) as usize)));
+}
+
+/// Live caches and caches created since start.
+pub fn thread_counts() -> (usize, u64) {
+    with_registry(|r| (r.live, r.created))
+}
+
+/// In a forked child: every other thread is gone, possibly stopped halfway through changing one of
+/// its spans or lists. Their spans are rebuilt from their free lists and given to the central
+/// lists (found by walking the page heap, not through the caches' lists, which may be torn), and
+/// their caches are dropped. Objects in their bins and remote lists leak in the child (their
+/// lists may be torn); their inboxes are taken by the next thread given the same id. Locks must
+/// already have been reset.
+pub fn after_fork_child() {
+    let me = tls::get();
+    // SAFETY: the slot holds a valid cache.
+    let my_id = unsafe { (*me).id };
+    // Other threads are gone: so are any helpers (even one that had just flagged this thread's
+    // own id, which it holds since `fork_prepare`), and the owners of every other id.
+    for (i, slot) in crate::owner::used_slots().iter().enumerate() {
+        // Read first: writing every slot would copy every page of them.
+        if slot.helper.load(Ordering::Relaxed) != 0 {
+            slot.helper.store(0, Ordering::Relaxed);
+        }
+        if i + 1 != my_id as usize && slot.busy.load(Ordering::Relaxed) != 0 {
+            slot.busy.store(0, Ordering::Relaxed);
+        }
+    }
+    // The `membarrier` registration is inherited across fork (only exec drops it); registering
+    // again is harmless, and if it fails no thread of the child will help another.
+    crate::owner::init_handshake();
+    let mut orphans = SpanList::new();
+    crate::page_heap::with(|h| {
+        h.for_each_small_span(|s| {
+            // SAFETY: single-threaded child; a span owned by another (gone) thread is ours now.
+            unsafe {
+                let o = (*s).owner.load(Ordering::Relaxed);
+                if o != 0 && o != my_id {
+                    (*s).rebuild();
+                    (*s).owner.store(0, Ordering::Relaxed);
+                    (*s).linked = false;
+                    (*s).in_full = false;
+                    orphans.push(s);
+                }
+            }
+        })
+    });
+    while !orphans.head.is_null() {
+        let s = orphans.head;
+        // SAFETY: `s` is an unowned small span on our local list only.
+        unsafe {
+            orphans.remove(s);
+            central::abandon((*s).class as usize, s);
+        }
+    }
+    with_registry(|r| {
+        let mut tc = r.head;
+        while !tc.is_null() {
+            // SAFETY: registered records are valid; their threads no longer exist in the child.
+            unsafe {
+                let next = (*tc).next;
+                if tc != me {
+                    // Their bins and remote lists are not walked: the copy may hold them half
+                    // updated, and a stale link could lead to a live object. Those objects leak
+                    // in the child (inbox contents are taken by the next holder of the id).
+                    if let Some(o) = OWNER_TC.get((*tc).id.wrapping_sub(1) as usize) {
+                        o.store(ptr::null_mut(), Ordering::Relaxed);
+                    }
+                    unregister(r, tc);
+                }
+                tc = next;
+            }
+        }
+    });
+}
