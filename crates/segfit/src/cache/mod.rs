@@ -413,10 +413,7 @@ unsafe fn free_local_wait(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, c: usi
     unsafe {
         let l = &*(*tc).own;
         crate::owner::wait_for_helper(l);
-        let r = (*s).push_free(p, (*s).index_of(p), free_key());
-        if r != Pushed::Ok {
-            span_changed(tc, s, c, r);
-        }
+        free_owned(tc, s, p, c);
         owner_leave(l);
     }
 }
