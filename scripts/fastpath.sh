@@ -3,7 +3,8 @@
 # Usage: scripts/fastpath.sh [rounds]   (each function does 64 operations per round)
 # The rust_* and c_* rows are the core's entry points inlined into a Rust loop (examples/fastpath.rs);
 # the libsegfit rows are the exported C `malloc`/`free` of libsegfit.so, called from a C loop
-# (scripts/fastpath_c.c) under LD_PRELOAD: everything the C ABI adds, call and return included.
+# (scripts/fastpath_c.c) under LD_PRELOAD: everything the C ABI adds, call and return included;
+# the same loop runs under mimalloc, jemalloc and tcmalloc when their Debian packages are installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-20000}
@@ -23,11 +24,21 @@ cargo build --release -q -p segfit-malloc
 lib=$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)/libsegfit.so
 cbin=$(mktemp)
 cc -O2 -o "$cbin" scripts/fastpath_c.c
-for f in malloc free; do
-  out=$(mktemp)
-  LD_PRELOAD="$lib" valgrind --tool=callgrind --callgrind-out-file="$out" --toggle-collect="$f" "$cbin" "$rounds" >/dev/null 2>&1
-  total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-  rm -f "$out"
-  awk -v f="libsegfit $f" -v t="$total" -v n="$ops" 'BEGIN { printf "%-20s %12d %10.2f\n", f, t, t / n }'
+# The same C loop under each peer found (Debian's packages), for comparison: their exported
+# functions, counted the same way.
+libs=("libsegfit=$lib")
+for peer in mimalloc=libmimalloc.so.2 jemalloc=libjemalloc.so.2 tcmalloc=libtcmalloc_minimal.so.4; do
+  path=/usr/lib/x86_64-linux-gnu/${peer#*=}
+  [ -e "$path" ] && libs+=("${peer%%=*}=$path")
+done
+for entry in "${libs[@]}"; do
+  name=${entry%%=*}
+  for f in malloc free; do
+    out=$(mktemp)
+    LD_PRELOAD="${entry#*=}" valgrind --tool=callgrind --callgrind-out-file="$out" --toggle-collect="$f" "$cbin" "$rounds" >/dev/null 2>&1
+    total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+    rm -f "$out"
+    awk -v f="$name $f" -v t="$total" -v n="$ops" 'BEGIN { printf "%-20s %12d %10.2f\n", f, t, t / n }'
+  done
 done
 rm -f "$cbin"

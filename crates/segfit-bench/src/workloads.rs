@@ -137,6 +137,27 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The interpreter `python3` on `PATH` runs: with pyenv, `python3` is a shell script that starts
+/// bash and `pyenv exec` before the real interpreter, and those processes (their time, and their
+/// allocations under each allocator) are not the workload. Falls back to `py` itself.
+fn real_interpreter(py: PathBuf) -> PathBuf {
+    let out = Command::new(&py)
+        .args(["-c", "import sys; print(sys.executable)"])
+        .env_remove("LD_PRELOAD")
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let exe = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+            if exe.is_file() {
+                exe
+            } else {
+                py
+            }
+        }
+        _ => py,
+    }
+}
+
 fn scale_arg(scale: f64) -> OsString {
     OsString::from(format!("{scale}"))
 }
@@ -294,6 +315,7 @@ pub fn prepare(
             let Some(py) = which("python3") else {
                 return Ok(Err("python3 not found in PATH".into()));
             };
+            let py = real_interpreter(py);
             let script = cache.join("py_workload.py");
             fs::write(&script, PY_SCRIPT)?;
             Prepared {

@@ -85,10 +85,10 @@ fn fast_ready(size: usize) -> bool {
     if size > MAX_SMALL {
         return false;
     }
-    let c = segfit_core::size_class::class_of(size);
+    let off = segfit_core::size_class::bin_offset(size);
     let tc = segfit_core::tls::get();
-    // SAFETY: the slot always points at a valid cache; `c < NUM_CLASSES`.
-    unsafe { !(*tc).bins.get_unchecked(c).head.is_null() }
+    // SAFETY: the slot always points at a valid cache; `off` is a class's bin offset.
+    unsafe { !(*segfit_core::cache::bin_at(tc, off)).head.is_null() }
 }
 
 /// `malloc` with setup, `errno` handling: the slow path of every allocating entry point.

@@ -15,36 +15,45 @@ use crate::config::{
 use crate::fatal::fatal;
 use crate::os::{self, Why};
 use crate::page_heap;
-use crate::size_class::{self, class_info, class_of};
+use crate::size_class::{self, class_info, class_of, BIN_STRIDE};
 use crate::span::State;
 use crate::tls;
 use core::ptr;
 
-/// Pops an object of class `c` from this thread's cache, or takes the slow path.
+/// Pops an object from the bin at byte offset `off` (`class * BIN_STRIDE`) of this thread's
+/// cache, or takes the slow path.
 #[inline(always)]
-fn alloc_class(c: usize) -> *mut u8 {
+fn alloc_bin(off: usize) -> *mut u8 {
     let tc: *mut ThreadCache = tls::get();
-    // SAFETY: the slot always holds a valid cache, `c < NUM_CLASSES`; a non-null head is a free
-    // object of class `c` whose word 0 links the next one (static caches have null heads).
+    // SAFETY: the slot always holds a valid cache and `off` is a class's bin offset; a non-null
+    // head is a free object of the class whose word 0 links the next one (static caches have
+    // null heads).
     unsafe {
-        let bin = (*tc).bins.get_unchecked_mut(c);
-        let p = bin.head;
+        let bin = cache::bin_at(tc, off);
+        let p = (*bin).head;
         if !p.is_null() {
-            bin.head = *(p as *mut *mut u8);
-            bin.len -= 1;
+            (*bin).head = *(p as *mut *mut u8);
+            (*bin).room += 1;
             *(p as *mut usize).add(1) = 0;
-            *(*tc).allocs.get_unchecked_mut(c) += 1;
+            (*bin).allocs += 1;
             return p;
         }
     }
-    cache::alloc_slow(c)
+    cache::alloc_slow(off / BIN_STRIDE)
+}
+
+/// Pops an object of class `c` from this thread's cache, or takes the slow path.
+#[inline(always)]
+fn alloc_class(c: usize) -> *mut u8 {
+    debug_assert!(c < size_class::NUM_CLASSES);
+    alloc_bin(c * BIN_STRIDE)
 }
 
 /// Allocates `size` bytes aligned to 16. Null if out of memory or `size > isize::MAX`.
 #[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
     if size <= MAX_SMALL {
-        return alloc_class(class_of(size));
+        return alloc_bin(size_class::bin_offset(size));
     }
     alloc_large_or_huge(size, MIN_ALIGN, false)
 }
@@ -93,10 +102,10 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
         unsafe {
             let c = class_of(size);
             let bin = (*tc).bins.get_unchecked_mut(c);
-            if bin.len < bin.max {
+            if bin.room > 0 {
                 *(p as *mut *mut u8) = bin.head;
                 bin.head = p;
-                bin.len += 1;
+                bin.room -= 1;
                 return;
             }
             return cache::free_sized_slow(p, c);
@@ -272,37 +281,38 @@ fn classify(p: *mut u8, op: &str) -> Block {
 #[inline(always)]
 pub unsafe fn free(p: *mut u8) {
     let a = p as usize;
-    let s = arena::span_hint(a);
+    let s = arena::span_of(a);
     if !s.is_null() {
         // SAFETY: page map entries are valid span records; for a small span `class`, `start`,
-        // `end` and `div_check` are immutable while it is small, and `end` is 0 for every other
-        // span. A span whose `owner` is this thread's id is changed by this thread only.
+        // `mul_check` and `obj_limit` are immutable while it is small, and `obj_limit` is 0 for
+        // every other span. A span whose `owner` is this thread's id is changed by this thread only.
         unsafe {
             if (*s).is_object_start(a) {
-                let c = (*s).class as usize;
+                let off = (*s).bin as usize;
                 let tc = tls::get();
                 let key = cache::free_key();
                 if *(p as *mut usize).add(1) != key {
                     let owner = (*s).owner.load(core::sync::atomic::Ordering::Relaxed);
                     if owner == (*tc).id {
                         // Local: onto this thread's bin for reuse while it has room, else
-                        // straight back on the span, which this thread owns.
-                        let bin = (*tc).bins.get_unchecked_mut(c);
-                        if bin.len < bin.max {
-                            *(p as *mut *mut u8) = bin.head;
+                        // straight back on the span, which this thread owns. The room is taken
+                        // first (one instruction); `free_local_full` gives it back.
+                        let bin = cache::bin_at(tc, off);
+                        (*bin).room -= 1;
+                        if (*bin).room >= 0 {
+                            *(p as *mut *mut u8) = (*bin).head;
                             *(p as *mut usize).add(1) = key;
-                            bin.head = p;
-                            bin.len += 1;
+                            (*bin).head = p;
                             return;
                         }
-                        return cache::free_local_full(tc, s, p, c);
+                        return cache::free_local_full(tc, s, p, off / BIN_STRIDE);
                     }
                     // Remote: onto this thread's remote list, for the owner.
-                    if cache::try_remote_push(tc, p, c, owner, key) {
+                    if cache::try_remote_push(tc, p, off / BIN_STRIDE, owner, key) {
                         return;
                     }
                 }
-                return cache::free_slow(p, c, s);
+                return cache::free_slow(p, off / BIN_STRIDE, s);
             }
         }
     }

@@ -54,10 +54,31 @@ static ARENAS: [AtomicPtr<Arena>; ARENA_TABLE_LEN] =
 static HUGES: [AtomicPtr<Huge>; ARENA_TABLE_LEN] =
     [const { AtomicPtr::new(ptr::null_mut()) }; ARENA_TABLE_LEN];
 
+/// `addr >> ARENA_SHIFT`. On x86-64 the shift is opaque to the compiler, which would otherwise
+/// turn `(addr >> 26) < 2^21` into a second shift of a copy (`addr >> 47 == 0`): `free`'s fast
+/// path is one instruction shorter this way.
+#[inline(always)]
+fn arena_index(addr: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let i: usize;
+        // SAFETY: a register shift; no memory, no stack.
+        unsafe {
+            core::arch::asm!("shr {i}, {s}", i = inlateout(reg) addr => i, s = const ARENA_SHIFT,
+                options(pure, nomem, nostack));
+        }
+        i
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        addr >> ARENA_SHIFT
+    }
+}
+
 /// The arena holding `addr`, or null.
 #[inline(always)]
 pub fn arena_of(addr: usize) -> *mut Arena {
-    let i = addr >> ARENA_SHIFT;
+    let i = arena_index(addr);
     if i < ARENA_TABLE_LEN {
         // SAFETY: bounds checked just above.
         unsafe { ARENAS.get_unchecked(i).load(Relaxed) }
@@ -85,22 +106,6 @@ fn page_entry(a: *mut Arena, addr: usize) -> *mut Span {
 #[inline(always)]
 pub fn span_of(addr: usize) -> *mut Span {
     page_entry(arena_of(addr), addr)
-}
-
-/// `span_of` for `free`'s fast path: the arena index is masked into the table instead of
-/// range-checked, so an address beyond the 47-bit table aliases a lower one and may return the
-/// span of a page it does not lie in. Such an address is above every span's `end`, so a caller
-/// that accepts `addr` only below its span's `end` (as `Span::is_object_start` does) loses
-/// nothing.
-#[inline(always)]
-pub fn span_hint(addr: usize) -> *mut Span {
-    // SAFETY: the index is masked into range.
-    let a = unsafe {
-        ARENAS
-            .get_unchecked((addr >> ARENA_SHIFT) & (ARENA_TABLE_LEN - 1))
-            .load(Relaxed)
-    };
-    page_entry(a, addr)
 }
 
 /// Sets the page map entries of pages `[first, first + n)` (which lie in one arena) to `s`.

@@ -39,11 +39,12 @@
 //! lib` (`GlobalAlloc`) and the C ABI crate above it.
 //!
 //! ## The path of one `malloc(40)`
-//! 1. `alloc::malloc`: 40 ≤ 32 KiB, so `size_class::class_of(40)` reads byte table `[(40+15)>>4]`:
-//!    class 3 (48 bytes).
-//! 2. `alloc_class(3)`: `tls::get()` gives this thread's cache; bin 3's head is popped (its word 0 is
-//!    the next free object), `len` drops by one, word 1 (the free key) is cleared. Done: no lock, no
-//!    atomic instruction.
+//! 1. `alloc::malloc`: 40 ≤ 32 KiB, so `size_class::bin_offset(40)` reads table `[(40+15)>>4]`:
+//!    96, the byte offset of the bin of class 3 (48 bytes) in a thread cache (`3 * BIN_STRIDE`).
+//! 2. `alloc_bin(96)`: `tls::get()` gives this thread's cache; bin 3's head is popped (its word 0 is
+//!    the next free object), its `room` grows by one, word 1 (the free key) is cleared, its
+//!    allocation counter counts. Done: no lock, no atomic instruction (17 instructions as the
+//!    exported C `malloc`, call to return).
 //! 3. If the bin was empty: `cache::alloc_slow` — a thread without a cache yet gets one here —
 //!    first takes back everything in its inbox (objects other threads freed into its spans), then
 //!    refills the bin from its own spans of the class without a lock: each span's whole free list
@@ -60,16 +61,17 @@
 //!    2 MiB steps as spans reach them.
 //!
 //! ## The path of one `free(p)`
-//! 1. `alloc::free`: `arena::span_hint(p)` = `ARENAS[(p >> 26) % 2^21].pages[(p >> 13) % 8192]`:
-//!    two loads (an address beyond the 47-bit table aliases a lower slot and is caught in step 2).
-//!    A null entry goes to the slow path, which classifies the pointer (large, huge, or invalid:
-//!    abort with one line).
-//! 2. `Span::is_object_start`: `p < end` (0 for free and large spans, so they take the slow path
-//!    too) and `(p - start) * div_check < div_check`, a division-free test that the offset is a
-//!    multiple of the object size (an interior pointer aborts in the slow path).
+//! 1. `alloc::free`: `arena::span_of(p)` = `ARENAS[p >> 26].pages[(p >> 13) % 8192]`: a range
+//!    check and two loads. A null entry goes to the slow path, which classifies the pointer
+//!    (large, huge, or invalid: abort with one line).
+//! 2. `Span::is_object_start`: `(p - start) * mul_check < obj_limit`, a division-free test that
+//!    the offset is a multiple of the object size *and* below the span's object count (see
+//!    `span::object_test`; `obj_limit` is 0 for free and large spans, so they take the slow path
+//!    too; an interior pointer aborts in the slow path).
 //! 3. If this thread owns the span and word 1 of `p` is not the free key, `p` is pushed on the
-//!    class's bin (word 0 ← old head, word 1 ← key) while the bin has room: about 40 instructions
-//!    in all, no lock, no atomic instruction. A full bin grows while the thread's budget lasts;
+//!    class's bin (the span's `bin` field holds its offset; word 0 ← old head, word 1 ← key) while
+//!    the bin has room (one `decl`/`js` takes it): 35 instructions as the exported C `free`, no
+//!    lock, no atomic instruction. A full bin grows while the thread's budget lasts;
 //!    past that, `cache::free_local_full` puts `p` straight onto the span's own free list
 //!    (`Span::push_free`: its bit in the span's `listed` bitmap is set — a bit already set is a
 //!    double free and aborts — and `used` drops) under the thread's own id lock (a store and a
@@ -91,7 +93,8 @@
 //! - Rust's `dealloc` trusts the layout (Rust's contract) and needs no page-map lookup: about 9
 //!   instructions, and `alloc` about 10 (`scripts/fastpath.sh`). The C `free` validates every
 //!   pointer through the page map and the span (foreign, interior, unaligned and double frees
-//!   abort) and costs 43 as the exported C function (mimalloc's unchecked free about 26).
+//!   abort) and costs 35 as the exported C function; mimalloc's unchecked free costs 27 and its
+//!   malloc 17, like segfit's (`scripts/fastpath.sh` counts both the same way).
 //! - Rust's `dealloc` does not look the span up, so it cannot tell a cross-thread free: the block
 //!   stays in the freeing thread's bin and is reused there.
 //! - Objects freed by other threads into the spans of a thread that stops allocating (say, `main`

@@ -14,8 +14,9 @@
 //! (capped at 64 KiB of span) and wastes at most 1/8 of the span in its tail. At most 512 objects
 //! fit one span, so a span's allocated-object bitmap is 8 words.
 //!
-//! Class 0 means "not a small object" (large, free or huge). Lookup: one byte table indexed by
-//! `(size + 15) >> 4` (2 KiB; Go splits it in two tables, `size_to_class8` and
+//! Class 0 means "not a small object" (large, free or huge). Lookup: one table indexed by
+//! `(size + 15) >> 4` holding `class * BIN_STRIDE` (4 KiB of `u16`, so `malloc` indexes its cache
+//! without a shift; Go splits its byte table in two, `size_to_class8` and
 //! `size_to_class128`, to save space, at the cost of a branch on the fast path).
 
 use crate::config::{MAX_SMALL, MIN_ALIGN, PAGE_SIZE};
@@ -129,9 +130,16 @@ pub static CLASSES: [Class; NUM_CLASSES] = build();
 
 const INDEX_LEN: usize = MAX_SMALL / 16 + 1;
 
-const fn build_index() -> [u8; INDEX_LEN] {
+/// Bytes between the bins of consecutive classes in a thread cache. `malloc`'s size table and
+/// each span hold `class * BIN_STRIDE`, the byte offset of the class's bin, so the fast paths
+/// index the cache without a shift (the cache asserts its layout matches).
+pub const BIN_STRIDE: usize = 32;
+
+const _: () = assert!(NUM_CLASSES * BIN_STRIDE <= u16::MAX as usize);
+
+const fn build_index() -> [u16; INDEX_LEN] {
     let classes = build();
-    let mut out = [0u8; INDEX_LEN];
+    let mut out = [0u16; INDEX_LEN];
     let mut i = 0;
     let mut c = 1;
     while i < INDEX_LEN {
@@ -139,21 +147,29 @@ const fn build_index() -> [u8; INDEX_LEN] {
         while (classes[c].size as usize) < size {
             c += 1;
         }
-        out[i] = c as u8;
+        out[i] = (c * BIN_STRIDE) as u16;
         i += 1;
     }
     out
 }
 
-/// `INDEX[(size + 15) / 16]` is the class of `size`: one 2 KiB table, one load, no branch.
-static INDEX: [u8; INDEX_LEN] = build_index();
+/// `INDEX[(size + 15) / 16]` is `BIN_STRIDE` times the class of `size`: one 4 KiB table, one
+/// load, no branch.
+static INDEX: [u16; INDEX_LEN] = build_index();
+
+/// `BIN_STRIDE` times the class of a request of `size <= MAX_SMALL` bytes: the byte offset of its
+/// bin in a thread cache.
+#[inline(always)]
+pub fn bin_offset(size: usize) -> usize {
+    debug_assert!(size <= MAX_SMALL);
+    // SAFETY: size <= MAX_SMALL, so the index is at most MAX_SMALL / 16 < INDEX_LEN.
+    unsafe { *INDEX.get_unchecked((size + 15) >> 4) as usize }
+}
 
 /// The class of a request of `size <= MAX_SMALL` bytes (size 0 maps to the 16-byte class).
 #[inline(always)]
 pub fn class_of(size: usize) -> usize {
-    debug_assert!(size <= MAX_SMALL);
-    // SAFETY: size <= MAX_SMALL, so the index is at most MAX_SMALL / 16 < INDEX_LEN.
-    unsafe { *INDEX.get_unchecked((size + 15) >> 4) as usize }
+    bin_offset(size) / BIN_STRIDE
 }
 
 /// The class for `size` bytes at alignment `align` (a power of two, `MIN_ALIGN < align <=

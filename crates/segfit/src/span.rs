@@ -22,7 +22,7 @@
 //! pages that may be resident (0 after `madvise` gave them back, or for never-touched arena pages).
 
 use crate::config::PAGE_SIZE;
-use crate::size_class::{Class, MAX_OBJECTS};
+use crate::size_class::{Class, BIN_STRIDE, MAX_OBJECTS};
 use core::ptr;
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -40,8 +40,8 @@ pub enum State {
 
 /// One span. Allocated from the page heap's metadata allocator.
 ///
-/// The fields every thread's `free` reads (geometry, class, state, owner) share the first cache
-/// line; the fields a span's owner writes on every local free and refill start on the next one,
+/// The fields every thread's `free` reads (geometry, object test, class, owner) share the first
+/// cache line; the fields a span's owner writes on every local free and refill start on the next one,
 /// so that other threads freeing into the span do not keep pulling the owner's line away.
 #[repr(C, align(64))]
 pub struct Span {
@@ -65,15 +65,15 @@ pub struct Span {
     pub class: u8,
     /// See [`State`].
     pub state: State,
-    /// Free span: every page is known to read as zero.
-    pub zeroed: bool,
+    /// Small: `class * BIN_STRIDE`, the byte offset of the class's bin in a thread cache.
+    pub bin: u16,
+    /// Small: the multiplier of the division-free object test (see [`Span::is_object_start`]).
+    pub mul_check: u64,
+    /// Small: `objects * (size * mul_check mod 2^64)`; 0 for free and large spans, so that no
+    /// address of theirs passes the test.
+    pub obj_limit: u64,
     /// Large: the size the user asked for (for statistics).
     pub requested: usize,
-    /// Small: `u64::MAX / size + 1`; an offset `off < 2^32` is a multiple of `size` exactly when
-    /// `off * div_check` (wrapping) is below `div_check` (Lemire, Kaser & Kurz 2019).
-    pub div_check: u64,
-    /// Free span: pages that may still be resident (an upper bound; 0 once given back).
-    pub dirty: usize,
     /// Link in a [`SpanList`] (central nonempty list, an owner's partial/full list, or a page
     /// heap free list).
     pub next: *mut Span,
@@ -91,6 +91,10 @@ pub struct Span {
     pub linked: bool,
     /// Owned small span: on the owner's `full` list (else on its `partial` list).
     pub in_full: bool,
+    /// Free span: every page is known to read as zero.
+    pub zeroed: bool,
+    /// Free span: pages that may still be resident (an upper bound; 0 once given back).
+    pub dirty: usize,
     /// Small: bit `i` set ⇔ object `i` is on `free`.
     pub listed: [u64; MAX_OBJECTS / 64],
 }
@@ -120,9 +124,10 @@ impl Span {
     pub fn init_small(&mut self, c: usize, k: &Class) {
         self.state = State::Small;
         self.class = c as u8;
+        self.bin = (c * BIN_STRIDE) as u16;
         self.size = k.size;
         self.magic = k.magic;
-        self.div_check = u64::MAX / (k.size as u64).max(1) + 1;
+        (self.mul_check, self.obj_limit) = object_test(k.size as u64, k.objects as u64);
         self.used = 0;
         self.free = ptr::null_mut();
         self.bump = self.start;
@@ -146,14 +151,25 @@ impl Span {
     }
 
     /// Whether `addr` is exactly the start of an object of this small span; false for every
-    /// address of a free or large span (their `end` is 0). The caller found the span through the
-    /// page map, so `addr >= start` unless `addr` aliases a page of it from above (then it is
-    /// beyond `end`).
+    /// address of a free or large span (their `obj_limit` is 0). One multiply and one compare:
+    /// see [`object_test`].
+    ///
+    /// The caller found the span through the page map, so `addr` lies in one of its pages.
     #[inline(always)]
     pub fn is_object_start(&self, addr: usize) -> bool {
-        debug_assert!(addr >= self.start || self.end == 0);
+        debug_assert!(
+            self.obj_limit == 0 || (addr >= self.start && addr < self.limit()),
+            "is_object_start outside the span"
+        );
         let off = addr.wrapping_sub(self.start) as u64;
-        addr < self.end && off.wrapping_mul(self.div_check) < self.div_check
+        off.wrapping_mul(self.mul_check) < self.obj_limit
+    }
+
+    /// Makes the span hold no objects for `free`'s test (free and large spans).
+    #[inline]
+    pub fn clear_objects(&mut self) {
+        self.end = 0;
+        self.obj_limit = 0;
     }
 
     /// Index of object `p`, known to be an object start of this span.
@@ -343,6 +359,26 @@ impl Span {
     }
 }
 
+/// The multiplier `m` and limit `t` of the division-free object test for objects of `size` bytes
+/// (at most 32 KiB), `objects` of them: for every offset `off` inside a span's pages (below
+/// 2^32), `off * m mod 2^64 < t` exactly when `off = k * size` with `k < objects`.
+///
+/// Why: with `m = floor(2^64 / size) + 1` (Lemire, Kaser & Kurz 2019, for `size` not a power of
+/// two) a multiple `k * size` maps to `k * step`, `step = size * m mod 2^64` in `[1, size]`, while
+/// any other offset maps to at least `m > 2^49`; for `size = 2^s` the multiplier `2^(64-s) + 1`
+/// maps `k * size` to itself and any other offset to at least `2^(64-s)`. So `t = objects * step`
+/// bounds the index too, and the test needs neither a division nor a separate range check.
+/// The unit test below checks every offset of every class.
+pub const fn object_test(size: u64, objects: u64) -> (u64, u64) {
+    let size = if size == 0 { 1 } else { size };
+    let m = if size.is_power_of_two() {
+        (1u64 << (64 - size.trailing_zeros())).wrapping_add(1)
+    } else {
+        u64::MAX / size + 1
+    };
+    (m, objects * size.wrapping_mul(m))
+}
+
 /// An intrusive doubly-linked list of spans.
 pub struct SpanList {
     /// First span, or null.
@@ -456,7 +492,7 @@ mod tests {
         s
     }
 
-    /// For every class, every address of its span (and a page beyond) is accepted by the
+    /// For every class, every address of its span's pages is accepted by the
     /// division-free check exactly when it starts an object, as plain division says.
     #[test]
     fn object_start_check_agrees_with_division() {
@@ -466,7 +502,7 @@ mod tests {
             let mut s = blank(start, k.pages as usize);
             s.init_small(c, k);
             let size = k.size as usize;
-            for off in 0..s.npages * PAGE_SIZE + PAGE_SIZE {
+            for off in 0..s.npages * PAGE_SIZE {
                 let a = start + off;
                 let want = off % size == 0 && off / size < k.objects as usize;
                 assert_eq!(s.is_object_start(a), want, "class {c} offset {off}");
@@ -479,21 +515,34 @@ mod tests {
         }
     }
 
-    /// Free and large spans have `end == 0`, so no address of theirs passes, nor does an address
-    /// that aliases a span's page from beyond the 47-bit address table.
+    /// Free and large spans have `obj_limit == 0`, so no address of theirs passes.
     #[test]
-    fn nothing_passes_for_free_large_or_aliased_addresses() {
+    fn nothing_passes_for_free_or_large_spans() {
         let start = 0x7f00_0000_0000usize;
         let k = class_info(1);
         let mut s = blank(start, k.pages as usize);
-        assert!(
-            !s.is_object_start(start),
-            "a free span (end 0) accepts nothing"
-        );
+        assert!(!s.is_object_start(start), "a blank span accepts nothing");
         s.init_small(1, k);
         assert!(s.is_object_start(start));
-        assert!(!s.is_object_start(start | (1 << 47)), "aliased from above");
-        // (An address below `start` is outside the check's precondition: the page map never
-        // returns a span for a page before its first.)
+        s.clear_objects();
+        for off in (0..PAGE_SIZE).step_by(16) {
+            assert!(
+                !s.is_object_start(start + off),
+                "a cleared span accepts nothing"
+            );
+        }
+    }
+
+    /// The object test's limit stays far below what any non-multiple maps to, for every class
+    /// (the margin the proof in `object_test` relies on).
+    #[test]
+    fn object_test_limits_are_small() {
+        for c in 1..NUM_CLASSES {
+            let k = class_info(c);
+            let (m, t) = object_test(k.size as u64, k.objects as u64);
+            assert!(t >= k.objects as u64, "class {c}: every index has a step");
+            assert!(t <= k.objects as u64 * k.size as u64, "class {c}");
+            assert!(m > 1 << 49, "class {c}: multiplier {m}");
+        }
     }
 }

@@ -10,8 +10,8 @@
 
 use super::remote::{close_inbox, drain_chains, drain_inbox, flush_remote, route};
 use super::{
-    span_of_object, CacheState, ThreadCache, CACHE_BUDGET, DEAD_PTR, FREE_KEY, START_MAX,
-    UNCACHED_ALLOCS,
+    span_of_object, Bin, CacheState, ThreadCache, BIN_CAP, CACHE_BUDGET, DEAD_PTR, FREE_KEY,
+    START_MAX, UNCACHED_ALLOCS,
 };
 use crate::central;
 use crate::lock::Lock;
@@ -130,7 +130,10 @@ pub(super) fn init_thread() -> *mut ThreadCache {
             if (*tc).id != NO_ID {
                 // A cache without an id keeps nothing: its bins and remote lists stay at limit 0.
                 for c in 1..NUM_CLASSES {
-                    (*tc).bins[c].max = START_MAX.min(2 * class_info(c).batch);
+                    let max = START_MAX.min(2 * class_info(c).batch);
+                    (*tc).bins[c].max = max;
+                    (*tc).bins[c].room = max as i32;
+                    (*tc).bins[c].cap = BIN_CAP[c];
                     (*tc).remote[c].lim = class_info(c).batch;
                 }
             }
@@ -194,9 +197,9 @@ pub(super) unsafe fn flush_all(tc: *mut ThreadCache, abandon: bool) {
             let bin = &mut (*tc).bins[c];
             // Detach before giving back: a fork in between must not find the objects still
             // listed here (the child would give them back a second time).
-            let (mut p, len) = (bin.head, bin.len);
+            let (mut p, len) = (bin.head, bin.count());
             bin.head = ptr::null_mut();
-            bin.len = 0;
+            bin.room = bin.max as i32;
             // Walk at most `len` (lists end in null): robust even if a forked-away thread was
             // cut off in the middle of a push or pop.
             let mut n = 0;
@@ -241,8 +244,8 @@ pub(super) unsafe fn flush_all(tc: *mut ThreadCache, abandon: bool) {
 pub(super) unsafe fn unregister(r: &mut Registry, tc: *mut ThreadCache) {
     // SAFETY: `tc` is a registered record (caller).
     unsafe {
-        for (sum, n) in r.retired_allocs.iter_mut().zip((*tc).allocs.iter()) {
-            *sum += n;
+        for (sum, bin) in r.retired_allocs.iter_mut().zip((*tc).bins.iter()) {
+            *sum += bin.allocs;
         }
         drop_id((*tc).id);
         if (*tc).prev.is_null() {
@@ -304,9 +307,10 @@ pub fn fold_counts(cached: &mut [u64; NUM_CLASSES], allocs: &mut [u64; NUM_CLASS
             // SAFETY: registered caches are valid records; their counters may be read racily.
             unsafe {
                 for c in 0..NUM_CLASSES {
-                    cached[c] += core::ptr::read_volatile(&(*tc).bins[c].len) as u64;
+                    let bin = core::ptr::read_volatile(&(*tc).bins[c] as *const Bin);
+                    cached[c] += bin.count() as u64;
                     cached[c] += core::ptr::read_volatile(&(*tc).remote[c].len) as u64;
-                    allocs[c] += core::ptr::read_volatile(&(*tc).allocs[c]);
+                    allocs[c] += bin.allocs;
                 }
                 tc = (*tc).next;
             }

@@ -20,7 +20,7 @@
 //! so a `free` that finds the key is probably a double free and takes the slow path, which
 //! confirms it (in this cache or on the span's list) before aborting.
 //!
-//! Invariants: `bin.len` is the length of `bin.head`'s list; `remote.len <= remote.lim`; the static
+//! Invariants: `bin.max - bin.room` is the length of `bin.head`'s list; `remote.len <= remote.lim`; the static
 //! caches (and caches without an owner id) have `id == NO_ID`, `max == lim == 0` and empty lists,
 //! so the fast paths never write to them; every span whose `owner` is a cache's id is on exactly
 //! one of that cache's `partial`/`full` lists.
@@ -35,7 +35,7 @@ pub use crate::owner::{inbox_try_push, NO_ID};
 use crate::owner::{
     now_us, owner_leave, owner_try_enter, stalled, IdSlot, OwnGuard, LAST_REFILL_US,
 };
-use crate::size_class::{class_info, NUM_CLASSES};
+use crate::size_class::{class_info, BIN_STRIDE, NUM_CLASSES};
 use crate::span::{Pushed, Span, SpanList, State};
 use crate::tls;
 use core::ptr;
@@ -49,14 +49,54 @@ pub use remote::inbox_push;
 use remote::{drain_inbox, help_idle_owner, help_stalled_owners, route};
 
 /// One class's free list in a thread cache.
-#[repr(C)]
+///
+/// One bin per class, `BIN_STRIDE` bytes apart from the start of the cache, so that `malloc`'s
+/// size table and each span hold the byte offset of their class's bin (no shift on the fast path).
+#[repr(C, align(32))]
 pub struct Bin {
     /// First free object (each holds the next in word 0), or null.
     pub head: *mut u8,
-    /// Objects on the list.
-    pub len: u32,
-    /// Objects Rust's sized `dealloc` may push before it frees into the span instead.
+    /// Objects the bin may still take before it is full: `max - len`, negative when a refill
+    /// brought more than `max`. A push takes one and a pop gives one back, so the free fast path
+    /// tests and updates it in one instruction; the full path gives the one it took back.
+    pub room: i32,
+    /// The bin's limit (grows while it overflows, see `free_local_full`).
     pub max: u32,
+    /// Small objects allocated from this bin (the fast path's one counter; frees are derived:
+    /// allocated minus live).
+    pub allocs: u64,
+    /// The most `max` may grow to: the class's [`BIN_CAP`], lowered to `max` once the cache's
+    /// budget cannot pay for another step (0 for caches that keep nothing).
+    pub cap: u32,
+}
+
+impl Bin {
+    /// Objects on the list.
+    #[inline]
+    pub fn count(&self) -> u32 {
+        (self.max as i64 - self.room as i64).max(0) as u32
+    }
+
+    /// Records that `n` objects joined the list.
+    #[inline]
+    fn added(&mut self, n: usize) {
+        self.room -= n as i32;
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<Bin>() == BIN_STRIDE);
+const _: () = assert!(core::mem::offset_of!(ThreadCache, bins) == 0);
+
+/// The bin of the class whose bin offset (`class * BIN_STRIDE`, from `size_class::bin_offset`
+/// or a span's `bin`) is `off`.
+///
+/// # Safety
+/// `tc` is a valid cache and `off` is `c * BIN_STRIDE` for a class `c < NUM_CLASSES`.
+#[inline(always)]
+pub unsafe fn bin_at(tc: *mut ThreadCache, off: usize) -> *mut Bin {
+    debug_assert!(off.is_multiple_of(BIN_STRIDE) && off / BIN_STRIDE < NUM_CLASSES);
+    // SAFETY: bins start the cache and are `BIN_STRIDE` apart (asserted above).
+    unsafe { (tc as *mut u8).add(off) as *mut Bin }
 }
 
 /// Objects of one class freed by this thread into spans it does not own: they go to their owners'
@@ -93,11 +133,9 @@ pub enum CacheState {
 /// A thread's cache.
 #[repr(C)]
 pub struct ThreadCache {
-    /// Free lists, indexed by size class (index 0 unused, always empty).
+    /// Free lists, indexed by size class (index 0 unused, always empty). First in the record:
+    /// see [`bin_at`].
     pub bins: [Bin; NUM_CLASSES],
-    /// Small objects allocated by this thread, per class (the fast path's one counter; frees are
-    /// derived: allocated minus live).
-    pub allocs: [u64; NUM_CLASSES],
     /// This cache's owner id for spans (1..=MAX_IDS, or `NO_ID`).
     pub id: u32,
     /// Bytes by which this cache may still raise its bins' limits (see `free_local_full`).
@@ -122,15 +160,16 @@ unsafe impl Sync for ReadOnly {}
 
 const EMPTY_BIN: Bin = Bin {
     head: ptr::null_mut(),
-    len: 0,
+    room: 0,
     max: 0,
+    allocs: 0,
+    cap: 0,
 };
 
 /// A read-only cache with every list empty and limit 0, in state `state`.
 const fn empty_cache(state: CacheState) -> ThreadCache {
     ThreadCache {
         bins: [EMPTY_BIN; NUM_CLASSES],
-        allocs: [0; NUM_CLASSES],
         id: NO_ID,
         budget: 0,
         own: ptr::null(),
@@ -169,7 +208,7 @@ const CACHE_BUDGET: usize = 2 << 20;
 /// 2.66G instructions and 0.84 s to 0.71 s when this was raised from two batches to 512 KiB /
 /// 16384, and from 966M to 927M instructions (scale 0.1) and 0.86 s to 0.81 s when raised to
 /// 1 MiB / 65536; fragment's time and peak RSS did not move.
-static BIN_CAP: [u32; NUM_CLASSES] = bin_caps();
+pub(super) static BIN_CAP: [u32; NUM_CLASSES] = bin_caps();
 
 const fn bin_caps() -> [u32; NUM_CLASSES] {
     let k = crate::size_class::build();
@@ -301,15 +340,17 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
         let bin = &mut (*tc).bins[c];
         let target = batch.min(bin.max.max(1));
         if bin.max < 2 * batch {
-            bin.max = (bin.max * 2).min(2 * batch);
+            let max = (bin.max * 2).min(2 * batch);
+            bin.room += (max - bin.max) as i32;
+            bin.max = max;
         }
         let mut scanned = 0;
-        while bin.len < target && (bin.len == 0 || scanned < SCAN) {
+        while bin.count() < target && (bin.count() == 0 || scanned < SCAN) {
             scanned += 1;
             let partial = &mut (*tc).partial[c];
             let mut s = partial.head;
             if s.is_null() {
-                if bin.len > 0 {
+                if bin.count() > 0 {
                     break;
                 }
                 help_stalled_owners((*tc).id);
@@ -323,8 +364,8 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
             if n > 0 {
                 // Join the span's list and the bin's (usually empty: then no walk at all),
                 // walking the shorter one to its tail (bounded by its count).
-                let (first, walk, other) = if (bin.len as usize) < n {
-                    (bin.head, bin.len as usize, head)
+                let (first, walk, other) = if (bin.count() as usize) < n {
+                    (bin.head, bin.count() as usize, head)
                 } else {
                     (head, n, bin.head)
                 };
@@ -340,11 +381,11 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
                     *(tail as *mut *mut u8) = other;
                     bin.head = first;
                 }
-                bin.len += n as u32;
+                bin.added(n);
             }
-            if bin.len < target {
-                let k = (*s).carve((target - bin.len) as usize, &mut bin.head, free_key());
-                bin.len += k as u32;
+            if bin.count() < target {
+                let k = (*s).carve((target - bin.count()) as usize, &mut bin.head, free_key());
+                bin.added(k);
             }
             if !(*s).has_free() {
                 partial.remove(s);
@@ -354,9 +395,9 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
         }
         let p = bin.head;
         bin.head = *(p as *mut *mut u8);
-        bin.len -= 1;
+        bin.room += 1;
         *(p as *mut usize).add(1) = 0;
-        (*tc).allocs[c] += 1;
+        bin.allocs += 1;
         p
     }
 }
@@ -368,7 +409,8 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
 ///
 /// # Safety
 /// `tc` is the calling thread's live cache and owns `s`; `p` is an object of `s`, no longer used;
-/// `c` is the class of `s` (so `c < NUM_CLASSES`).
+/// `c` is the class of `s` (so `c < NUM_CLASSES`); the caller took one from the bin's `room`
+/// (which left it negative), as `free`'s fast path does.
 #[cold]
 #[inline(never)]
 pub unsafe fn free_local_full(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, c: usize) {
@@ -376,14 +418,44 @@ pub unsafe fn free_local_full(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, c:
     // SAFETY: caller's contract. Everything but the common case (no growth, no helper, the span
     // keeps its list) is a tail call, so that this path saves no registers.
     unsafe {
-        if (*tc).budget != 0 && grow_bin(tc, c) {
+        let bin = (*tc).bins.get_unchecked_mut(c);
+        bin.room += 1;
+        if bin.max < bin.cap {
+            return free_local_grow(tc, s, p, c);
+        }
+        free_to_span(tc, s, p, c);
+    }
+}
+
+/// `free_local_full` for a bin that may still grow: grow it and push `p`, or put `p` on its span.
+///
+/// # Safety
+/// As `free_local_full`, with the bin's `room` given back.
+#[cold]
+#[inline(never)]
+unsafe fn free_local_grow(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, c: usize) {
+    // SAFETY: caller's contract.
+    unsafe {
+        if grow_bin(tc, c) {
             let bin = (*tc).bins.get_unchecked_mut(c);
             *(p as *mut *mut u8) = bin.head;
             *(p as *mut usize).add(1) = free_key();
             bin.head = p;
-            bin.len += 1;
+            bin.room -= 1;
             return;
         }
+        free_to_span(tc, s, p, c);
+    }
+}
+
+/// Puts `p` back on `s`, which this thread owns.
+///
+/// # Safety
+/// As `free_local_full`, with the bin's `room` given back.
+#[inline(always)]
+unsafe fn free_to_span(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, c: usize) {
+    // SAFETY: caller's contract.
+    unsafe {
         // The span, unlike the bin, may be changed by a helper emptying our inbox: go in as the
         // owner (a store and a load).
         let Some(l) = (*tc).own.as_ref() else {
@@ -437,24 +509,32 @@ unsafe fn free_local_changed(tc: *mut ThreadCache, s: *mut Span, c: usize, r: Pu
 ///
 /// # Safety
 /// `tc` is the calling thread's live cache; `c < NUM_CLASSES`.
+/// A bin the budget cannot grow any more gets `cap = max`, so its later overflows skip this call.
+///
+/// # Safety
+/// `tc` is the calling thread's live cache; `c < NUM_CLASSES`.
+#[inline(always)]
 unsafe fn grow_bin(tc: *mut ThreadCache, c: usize) -> bool {
     debug_assert!(c < NUM_CLASSES);
-    // SAFETY: caller's contract (`BIN_CAP` has `NUM_CLASSES` entries).
+    // SAFETY: caller's contract.
     unsafe {
         let bin = (*tc).bins.get_unchecked_mut(c);
-        let cap = *BIN_CAP.get_unchecked(c);
-        if bin.max >= cap || (*tc).budget == 0 {
+        if bin.max >= bin.cap {
             return false;
         }
         let k = class_info(c);
         let grow = k.batch as usize * k.size as usize;
-        if (*tc).budget >= grow {
-            bin.max += k.batch;
-            (*tc).budget -= grow;
-            return bin.len < bin.max;
+        if (*tc).budget < grow {
+            // The budget only shrinks: this bin has reached its limit for good.
+            bin.cap = bin.max;
+            return false;
         }
+        let step = k.batch.min(bin.cap - bin.max);
+        bin.max += step;
+        bin.room += step as i32;
+        (*tc).budget -= grow;
+        bin.room > 0
     }
-    false
 }
 
 /// Slow path of Rust's sized free of small object `p` of class `c`: the bin is full. Its span is
@@ -468,7 +548,7 @@ unsafe fn grow_bin(tc: *mut ThreadCache, c: usize) -> bool {
 #[cold]
 #[inline(never)]
 pub unsafe fn free_sized_slow(p: *mut u8, c: usize) {
-    let s = arena::span_hint(p as usize);
+    let s = arena::span_of(p as usize);
     // SAFETY: page map entries are valid span records; `class` is immutable while a span is
     // small, and a span of class `c` (a small one) holds `p` (caller). The static caches have
     // `id == NO_ID` (never an owner) and remote limit 0, so they end in `free_slow`.
@@ -480,6 +560,7 @@ pub unsafe fn free_sized_slow(p: *mut u8, c: usize) {
         let tc = tls::get();
         let owner = (*s).owner.load(Ordering::Relaxed);
         if owner == (*tc).id {
+            (*tc).bins[c].room -= 1;
             return free_local_full(tc, s, p, c);
         }
         if try_remote_push(tc, p, c, owner, free_key()) {
@@ -584,7 +665,7 @@ unsafe fn is_double_free(tc: *mut ThreadCache, p: *mut u8, c: usize, span: *mut 
     unsafe {
         let bin = &(*tc).bins[c];
         let r = &(*tc).remote[c];
-        for (mut q, len) in [(bin.head, bin.len), (r.head, r.len)] {
+        for (mut q, len) in [(bin.head, bin.count()), (r.head, r.len)] {
             let mut n = 0;
             while !q.is_null() && n < len {
                 if q == p {

@@ -288,10 +288,10 @@ pub(super) unsafe fn drain_chains(tc: *mut ThreadCache, p: *mut u8, splice: bool
     unsafe {
         for_each_chain(p, |head, tail, n, c| {
             let bin = &mut (*tc).bins[c];
-            if splice && bin.len as usize + n <= bin.max as usize {
+            if splice && bin.room >= n as i32 {
                 *(tail as *mut *mut u8) = bin.head;
                 bin.head = head;
-                bin.len += n as u32;
+                bin.room -= n as i32;
             } else {
                 *(tail as *mut *mut u8) = ptr::null_mut();
                 let mut q = head;

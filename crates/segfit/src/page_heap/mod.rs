@@ -234,7 +234,7 @@ impl PageHeap {
         unsafe {
             (*s).state = State::Free;
             (*s).class = 0;
-            (*s).end = 0;
+            (*s).clear_objects();
             self.list_of(n).push(s);
             arena::set_pages(start, 1, s);
             arena::set_pages(start + (n - 1) * PAGE_SIZE, 1, s);
@@ -421,7 +421,7 @@ impl PageHeap {
             (*s).zeroed = false;
             (*s).dirty = (*s).npages;
             (*s).class = 0;
-            (*s).end = 0;
+            (*s).clear_objects();
             if (*s).start > base {
                 let p = arena::span_of((*s).start - PAGE_SIZE);
                 if !p.is_null() && (*p).state == State::Free {
@@ -488,7 +488,7 @@ impl PageHeap {
         // SAFETY: `s` is a fresh in-use run.
         let zeroed = unsafe {
             (*s).state = State::Large;
-            (*s).end = 0;
+            (*s).clear_objects();
             (*s).requested = size;
             let z = (*s).zeroed;
             (*s).zeroed = false;
