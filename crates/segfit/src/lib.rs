@@ -79,8 +79,11 @@
 //!    takes it; see `owner.rs`). A span that had
 //!    nothing to give moves to the back of the thread's partial list; a span with no object out
 //!    any more goes back to the central list unless it is the class's only partial span.
-//! 4. A block of a span another thread owns (a cross-thread free) goes on this thread's remote list
-//!    for the class instead, and is never reused here, next to the owner's data. A full remote list
+//! 4. A block of a span another thread owns (a cross-thread free) of 64 bytes or more is pushed on
+//!    this thread's bin while the bin is less than 3/4 full, and reused here (as tcmalloc does; it
+//!    shares at most its end lines with the owner's data). A smaller one, or one that finds the bin
+//!    fuller, goes on this thread's remote list for the class, and a small one is never reused
+//!    here, next to the owner's data (no passive false sharing). A full remote list
 //!    (`cache::flush_remote`) is handed to the owners' inboxes with one compare-exchange per owner
 //!    and batch; the owner takes its inbox with one exchange on its next refill, moving whole chains
 //!    into its bins (or each object back on its span as in step 3). Objects of unowned spans go

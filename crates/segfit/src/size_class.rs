@@ -166,6 +166,11 @@ pub fn bin_offset(size: usize) -> usize {
     unsafe { *INDEX.get_unchecked((size + 15) >> 4) as usize }
 }
 
+/// `bin_offset` at compile time.
+pub const fn bin_offset_const(size: usize) -> usize {
+    build_index()[size.div_ceil(16)] as usize
+}
+
 /// The class of a request of `size <= MAX_SMALL` bytes (size 0 maps to the 16-byte class).
 #[inline(always)]
 pub fn class_of(size: usize) -> usize {

@@ -130,3 +130,46 @@ fn a_thread_whose_first_call_is_free_works() {
     .join()
     .unwrap();
 }
+
+/// A block smaller than a cache line that another thread frees is never handed out by the freeing
+/// thread (it goes back to its owner: no two threads' small objects share a line), while a block
+/// of a line or more is reused right there, as tcmalloc does.
+#[test]
+fn small_remote_frees_go_home_and_line_sized_ones_are_reused_here() {
+    const N: usize = 32;
+    for (size, reused_here) in [(48usize, false), (512, true)] {
+        let (tx, rx) = mpsc::channel::<Vec<usize>>();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let owner = std::thread::spawn(move || {
+            tx.send((0..N).map(|_| malloc(size) as usize).collect())
+                .unwrap();
+            // Stay alive (and own the span) while the other thread frees and allocates.
+            done_rx.recv().unwrap();
+        });
+        let blocks = rx.recv().unwrap();
+        let freer = std::thread::spawn(move || {
+            // A fresh thread: its bin for the class starts empty.
+            let first = malloc(size);
+            // SAFETY: allocated just above.
+            unsafe { free(first) };
+            // SAFETY: allocated by the owner, handed over, freed once here.
+            unsafe { free(blocks[0] as *mut u8) };
+            let q = malloc(size);
+            let hit = q as usize == blocks[0];
+            // SAFETY: allocated just above.
+            unsafe { free(q) };
+            for &p in &blocks[1..] {
+                // SAFETY: as above.
+                unsafe { free(p as *mut u8) };
+            }
+            hit
+        });
+        assert_eq!(
+            freer.join().unwrap(),
+            reused_here,
+            "size {size}: reused by the freeing thread"
+        );
+        done_tx.send(()).unwrap();
+        owner.join().unwrap();
+    }
+}

@@ -3,9 +3,11 @@
 //! Each thread owns spans (see `span.rs`): per size class, a `partial` list of owned spans with
 //! objects to give and a `full` list of the rest. It allocates from a per-class list of free
 //! objects (`Bin`), refilled from its own spans without a lock: a refill moves a span's whole free
-//! list into the bin at once. `free` of an object of an owned span puts it straight back on the
-//! span's list (no lock, no atomic read-modify-write); Rust's sized `dealloc` pushes it on the bin
-//! instead while the bin has room. A free into a span another thread owns goes on the freeing
+//! list into the bin at once. `free` of an object of an owned span pushes it on the bin while the
+//! bin has room, else straight back on the span's list (no lock, no atomic read-modify-write);
+//! Rust's sized `dealloc` pushes any object on the bin while it has room. A C `free` into a span
+//! another thread owns pushes a block of 64 bytes or more on the bin while the bin is less than
+//! 3/4 full (reused here); otherwise, and always for smaller blocks, it goes on the freeing
 //! thread's `remote` list for the class; a full remote list is handed to the owners' *inboxes*
 //! (one atomic exchange per owner and batch), and an owner empties its inbox into its spans when
 //! it next refills a bin. Objects of unowned spans go back through the central list, in batches.
