@@ -315,7 +315,7 @@ pub unsafe fn free(p: *mut u8) {
                             (*bin).head = p;
                             return;
                         }
-                        return cache::free_local_full(tc, s, p, off / BIN_STRIDE);
+                        return cache::free_local_full(tc, s, p, off);
                     }
                     // Another thread's span. A block of a cache line or more is reused here while
                     // the bin is less than 3/4 full, as tcmalloc and jemalloc reuse every block

@@ -36,11 +36,15 @@ pub struct ClassCounters {
     pub released: u64,
 }
 
+/// Empty spans a class's central list keeps (see `Inner::kept`).
+const MAX_KEPT: u32 = 4;
+
 struct Inner {
     nonempty: SpanList,
-    /// One unowned span with no object out, kept on `nonempty` (or null), so that the next thread
-    /// needing a span of this class does not go through the page heap.
-    kept: *mut Span,
+    /// Unowned spans with no object out kept on `nonempty` (their `kept` flag set), at most
+    /// `MAX_KEPT`, so that the next threads needing a span of this class do not go through the
+    /// page heap (short-lived threads give all their spans back at exit).
+    kept: u32,
     counters: ClassCounters,
 }
 
@@ -60,7 +64,7 @@ pub static CENTRAL: [Central; NUM_CLASSES] = [const {
         lock: Lock::new(),
         inner: UnsafeCell::new(Inner {
             nonempty: SpanList::new(),
-            kept: core::ptr::null_mut(),
+            kept: 0,
             counters: ClassCounters {
                 spans: 0,
                 spans_allocated: 0,
@@ -107,8 +111,12 @@ impl Inner {
     fn any_span(&mut self, c: usize) -> *mut Span {
         let s = self.nonempty.head;
         if !s.is_null() {
-            if s == self.kept {
-                self.kept = core::ptr::null_mut();
+            // SAFETY: listed spans are valid unowned spans of this class (lock held).
+            unsafe {
+                if (*s).kept {
+                    (*s).kept = false;
+                    self.kept -= 1;
+                }
             }
             return s;
         }
@@ -121,7 +129,7 @@ impl Inner {
     }
 
     /// Settles an unowned span's list membership after objects came back or left: listed iff it
-    /// has an object to give; with no object out it is kept (if no other span is) or returned to
+    /// has an object to give; with no object out it is kept (while fewer than `MAX_KEPT` are) or returned to
     /// the page heap.
     ///
     /// # Safety
@@ -129,10 +137,14 @@ impl Inner {
     unsafe fn settle(&mut self, s: *mut Span) {
         // SAFETY: caller's contract.
         unsafe {
-            if (*s).used == 0 && (self.kept.is_null() || self.kept == s) {
-                self.kept = s;
+            if (*s).used == 0 && ((*s).kept || self.kept < MAX_KEPT) {
+                if !(*s).kept {
+                    (*s).kept = true;
+                    self.kept += 1;
+                }
+                // At the back: spans with objects out are used up first.
                 if !(*s).linked {
-                    self.nonempty.push(s);
+                    self.nonempty.push_back(s);
                 }
             } else if (*s).used == 0 {
                 if (*s).linked {
@@ -284,14 +296,20 @@ pub unsafe fn is_listed(s: *mut Span, p: *mut u8) -> Option<bool> {
 pub fn release_empty_spans() {
     for central in CENTRAL.iter().skip(1) {
         central.with(|inner| {
-            let s = inner.kept;
-            if !s.is_null() {
-                inner.kept = core::ptr::null_mut();
-                // SAFETY: the kept span is an unowned listed span with no object out.
+            let mut s = inner.nonempty.head;
+            while inner.kept > 0 && !s.is_null() {
+                // SAFETY: listed spans are valid unowned spans of this class (lock held); a kept
+                // one has no object out.
                 unsafe {
-                    inner.nonempty.remove(s);
-                    inner.counters.spans -= 1;
-                    page_heap::with(|h| h.free_small(s));
+                    let next = (*s).next;
+                    if (*s).kept {
+                        (*s).kept = false;
+                        inner.kept -= 1;
+                        inner.nonempty.remove(s);
+                        inner.counters.spans -= 1;
+                        page_heap::with(|h| h.free_small(s));
+                    }
+                    s = next;
                 }
             }
         });

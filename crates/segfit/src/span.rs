@@ -91,6 +91,8 @@ pub struct Span {
     pub linked: bool,
     /// Owned small span: on the owner's `full` list (else on its `partial` list).
     pub in_full: bool,
+    /// Unowned small span with no object out, kept on its central list (class lock).
+    pub kept: bool,
     /// Free span: every page is known to read as zero.
     pub zeroed: bool,
     /// Free span: pages that may still be resident (an upper bound; 0 once given back).
@@ -134,6 +136,7 @@ impl Span {
         self.end = self.start + k.objects as usize * k.size as usize;
         self.listed = [0; MAX_OBJECTS / 64];
         self.in_full = false;
+        self.kept = false;
         self.owner.store(0, Ordering::Relaxed);
     }
 
@@ -215,11 +218,12 @@ impl Span {
             *(p as *mut usize).add(1) = key;
         }
         self.free = p;
-        if self.used == 0 {
+        let (used, underflow) = self.used.overflowing_sub(1);
+        if underflow {
             crate::fatal::fatal("free", "corrupted span", p as usize);
         }
-        self.used -= 1;
-        if self.used == 0 {
+        self.used = used;
+        if used == 0 {
             Pushed::Empty
         } else if was.is_null() && self.bump >= self.end {
             Pushed::WasFull

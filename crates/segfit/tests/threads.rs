@@ -173,3 +173,42 @@ fn small_remote_frees_go_home_and_line_sized_ones_are_reused_here() {
         owner.join().unwrap();
     }
 }
+
+/// Short-lived threads that give everything back leave a few empty spans per class on the
+/// central list for the next threads (not one span per thread), and `collect` returns those to
+/// the page heap.
+#[test]
+fn exited_threads_leave_few_empty_spans_and_collect_returns_them() {
+    // A class no other test here uses (they stay below 3 KiB).
+    const SIZE: usize = 20_000;
+    let class = segfit::size_class::class_of(SIZE);
+    let spans = || segfit::stats().by_size[class].spans;
+    let before = spans();
+    for _ in 0..4 {
+        // Eight threads at once, each holding one block of the class until all have one, so
+        // each takes its own span.
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let b = barrier.clone();
+                std::thread::spawn(move || {
+                    let p = malloc(SIZE);
+                    assert!(!p.is_null());
+                    b.wait();
+                    // SAFETY: allocated just above.
+                    unsafe { free(p) };
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+    let left = spans() - before;
+    assert!(
+        (1..=4).contains(&left),
+        "{left} empty spans kept for the class"
+    );
+    segfit::collect();
+    assert_eq!(spans(), before, "collect returns the kept spans");
+}

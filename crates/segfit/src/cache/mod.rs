@@ -404,28 +404,28 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
     }
 }
 
-/// A free of object `p` of span `s`, which this thread owns, found the bin of class
-/// `c` full: a class that keeps overflowing gets a longer bin while the cache's budget lasts (a
-/// thread that frees what it allocated in bursts then reuses its objects through the bin);
-/// otherwise `p` goes straight back on its span.
+/// A free of object `p` of span `s`, which this thread owns, found the bin at offset `off`
+/// (`class * BIN_STRIDE`) full: a class that keeps overflowing gets a longer bin while the cache's
+/// budget lasts (a thread that frees what it allocated in bursts then reuses its objects through
+/// the bin); otherwise `p` goes straight back on its span.
 ///
 /// # Safety
 /// `tc` is the calling thread's live cache and owns `s`; `p` is an object of `s`, no longer used;
-/// `c` is the class of `s` (so `c < NUM_CLASSES`); the caller took one from the bin's `room`
-/// (which left it negative), as `free`'s fast path does.
+/// `off` is the bin offset of the class of `s`; the caller took one from the bin's `room` (which
+/// left it negative), as `free`'s fast path does.
 #[cold]
 #[inline(never)]
-pub unsafe fn free_local_full(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, c: usize) {
-    debug_assert!(c < NUM_CLASSES);
+pub unsafe fn free_local_full(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, off: usize) {
+    debug_assert!(off.is_multiple_of(BIN_STRIDE) && off / BIN_STRIDE < NUM_CLASSES);
     // SAFETY: caller's contract. Everything but the common case (no growth, no helper, the span
     // keeps its list) is a tail call, so that this path saves no registers.
     unsafe {
-        let bin = (*tc).bins.get_unchecked_mut(c);
-        bin.room += 1;
-        if bin.max < bin.cap {
-            return free_local_grow(tc, s, p, c);
+        let bin = bin_at(tc, off);
+        (*bin).room += 1;
+        if (*bin).max < (*bin).cap {
+            return free_local_grow(tc, s, p, off / BIN_STRIDE);
         }
-        free_to_span(tc, s, p, c);
+        free_to_span(tc, s, p, off);
     }
 }
 
@@ -446,16 +446,17 @@ unsafe fn free_local_grow(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, c: usi
             bin.room -= 1;
             return;
         }
-        free_to_span(tc, s, p, c);
+        free_to_span(tc, s, p, c * BIN_STRIDE);
     }
 }
 
-/// Puts `p` back on `s`, which this thread owns.
+/// Puts `p` back on `s`, which this thread owns (`off`: its class's bin offset).
 ///
 /// # Safety
 /// As `free_local_full`, with the bin's `room` given back.
 #[inline(always)]
-unsafe fn free_to_span(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, c: usize) {
+unsafe fn free_to_span(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, off: usize) {
+    let c = off / BIN_STRIDE;
     // SAFETY: caller's contract.
     unsafe {
         // The span, unlike the bin, may be changed by a helper emptying our inbox: go in as the
@@ -563,7 +564,7 @@ pub unsafe fn free_sized_slow(p: *mut u8, c: usize) {
         let owner = (*s).owner.load(Ordering::Relaxed);
         if owner == (*tc).id {
             (*tc).bins[c].room -= 1;
-            return free_local_full(tc, s, p, c);
+            return free_local_full(tc, s, p, c * BIN_STRIDE);
         }
         if try_remote_push(tc, p, c, owner, free_key()) {
             return;
