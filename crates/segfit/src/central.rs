@@ -36,8 +36,11 @@ pub struct ClassCounters {
     pub released: u64,
 }
 
-/// Empty spans a class's central list keeps (see `Inner::kept`).
+/// Empty spans a class's central list keeps (see `Inner::kept`): one, and more while they hold
+/// at most `KEPT_BYTES` in all, up to `MAX_KEPT`.
 const MAX_KEPT: u32 = 4;
+/// See `MAX_KEPT`.
+const KEPT_BYTES: usize = 32 << 10;
 
 struct Inner {
     nonempty: SpanList,
@@ -129,7 +132,7 @@ impl Inner {
     }
 
     /// Settles an unowned span's list membership after objects came back or left: listed iff it
-    /// has an object to give; with no object out it is kept (while fewer than `MAX_KEPT` are) or returned to
+    /// has an object to give; with no object out it is kept (see `MAX_KEPT`) or returned to
     /// the page heap.
     ///
     /// # Safety
@@ -137,7 +140,11 @@ impl Inner {
     unsafe fn settle(&mut self, s: *mut Span) {
         // SAFETY: caller's contract.
         unsafe {
-            if (*s).used == 0 && ((*s).kept || self.kept < MAX_KEPT) {
+            let room = self.kept == 0
+                || (self.kept < MAX_KEPT
+                    && (self.kept as usize + 1) * (*s).npages * crate::config::PAGE_SIZE
+                        <= KEPT_BYTES);
+            if (*s).used == 0 && ((*s).kept || room) {
                 if !(*s).kept {
                     (*s).kept = true;
                     self.kept += 1;
