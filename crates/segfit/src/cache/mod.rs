@@ -204,12 +204,13 @@ const START_MAX: u32 = 8;
 /// [`BIN_CAP`], while the budget lasts.
 const CACHE_BUDGET: usize = 2 << 20;
 
-/// The most objects a bin of class `c` may hold: 1 MiB worth, between 2 batches and 65536 (so a
-/// thread that builds and drops structures of up to ~64K small nodes reuses them through its bin;
-/// all bins together still grow by at most `CACHE_BUDGET`). C binary_trees went from 2.81G to
-/// 2.66G instructions and 0.84 s to 0.71 s when this was raised from two batches to 512 KiB /
-/// 16384, and from 966M to 927M instructions (scale 0.1) and 0.86 s to 0.81 s when raised to
-/// 1 MiB / 65536; fragment's time and peak RSS did not move.
+/// The most objects a bin of class `c` may hold: 2 MiB worth, between 2 batches and 131072 (so a
+/// thread that builds and drops structures of up to ~128K small nodes reuses them through its
+/// bin; all bins together still grow by at most `CACHE_BUDGET`). C binary_trees went from 2.81G
+/// to 2.66G instructions and 0.84 s to 0.71 s when this was raised from two batches to 512 KiB /
+/// 16384, from 966M to 927M instructions (scale 0.1) and 0.86 s to 0.81 s when raised to 1 MiB /
+/// 65536, and from 848M to 820M and 0.496 to 0.482 s (7 interleaved runs, another day) when
+/// raised to 2 MiB / 131072; fragment's time and every peak RSS stayed.
 pub(super) static BIN_CAP: [u32; NUM_CLASSES] = bin_caps();
 
 const fn bin_caps() -> [u32; NUM_CLASSES] {
@@ -217,10 +218,10 @@ const fn bin_caps() -> [u32; NUM_CLASSES] {
     let mut caps = [0u32; NUM_CLASSES];
     let mut c = 1;
     while c < NUM_CLASSES {
-        let by_bytes = (1 << 20) / k[c].size;
+        let by_bytes = (2 << 20) / k[c].size;
         let floor = 2 * k[c].batch;
         let cap = if by_bytes > floor { by_bytes } else { floor };
-        caps[c] = if cap < 65536 { cap } else { 65536 };
+        caps[c] = if cap < 131072 { cap } else { 131072 };
         c += 1;
     }
     caps
