@@ -40,7 +40,7 @@ pub struct ClassCounters {
 /// at most `KEPT_BYTES` in all, up to `MAX_KEPT`.
 const MAX_KEPT: u32 = 4;
 /// See `MAX_KEPT`.
-const KEPT_BYTES: usize = 32 << 10;
+const KEPT_BYTES: usize = 64 << 10;
 
 struct Inner {
     nonempty: SpanList,
