@@ -145,11 +145,14 @@ impl Inner {
                     && (self.kept as usize + 1) * (*s).npages * crate::config::PAGE_SIZE
                         <= KEPT_BYTES);
             if (*s).used == 0 && ((*s).kept || room) {
+                // At the back: spans with objects out are used up first.
                 if !(*s).kept {
                     (*s).kept = true;
                     self.kept += 1;
+                    if (*s).linked {
+                        self.nonempty.remove(s);
+                    }
                 }
-                // At the back: spans with objects out are used up first.
                 if !(*s).linked {
                     self.nonempty.push_back(s);
                 }

@@ -95,8 +95,8 @@
 //! ## Drawbacks (today, measured: see BENCHMARKS.md)
 //! - Rust's `dealloc` trusts the layout (Rust's contract) and needs no page-map lookup: about 9
 //!   instructions, and `alloc` about 10 (`scripts/fastpath.sh`). The C `free` validates every
-//!   pointer through the page map and the span (foreign, interior, unaligned and double frees
-//!   abort) and costs 35 as the exported C function; mimalloc's unchecked free costs 27 and its
+//!   pointer through the page map and the span (foreign, interior and unaligned pointers abort,
+//!   and double frees on one thread; see below for other threads) and costs 35 as the exported C function; mimalloc's unchecked free costs 27 and its
 //!   malloc 17, like segfit's (`scripts/fastpath.sh` counts both the same way).
 //! - Rust's `dealloc` does not look the span up, so it cannot tell a cross-thread free: the block
 //!   stays in the freeing thread's bin and is reused there.
@@ -110,8 +110,13 @@
 //!   `membarrier` is not available (Linux before 4.14, seccomp) nobody helps, and the
 //!   objects wait for the owner's next refill or its exit.
 //! - The `segfit-malloc` `free` of a block whose bin is full goes straight back to its span:
-//!   about 40 more instructions than a bin push (binary_trees with 512K-node trees, fragment's
-//!   scattered frees); mimalloc's free always goes to its page, at about 26 in all.
+//!   about 45 more instructions than a bin push (binary_trees with 512K-node trees, fragment's
+//!   scattered frees); mimalloc's free always goes to its page, at about 27 in all.
+//! - A cross-thread double free is caught only when both copies reach the span's free list (its
+//!   bitmap). It is not when a copy is handed out again from a bin first (the owner's bin, or,
+//!   for a block of 64 bytes or more, the bin of the other thread that freed it), or is spliced
+//!   into a bin with its inbox chain: then two callers may get the same block. Checking word 1
+//!   on every `malloc` pop would catch it at reuse, for 3 more instructions per `malloc`.
 //! - Free pages go back to the OS (decay, cap, `collect()`), but objects cached in threads and
 //!   partly used spans do not.
 

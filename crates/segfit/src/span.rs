@@ -4,8 +4,9 @@
 //! A small span is either *owned* by one thread cache (`owner != 0`) or *unowned* (`owner == 0`,
 //! kept by its class's central list). Its object state (`free`, `used`, `bump`, `listed`) is
 //! changed only by the owner, without a lock, or, while unowned, under the class's central lock.
-//! `owner` itself changes only under the class lock. `start`, `class`, `size`, `magic` and `end`
-//! are immutable while the span is small and are read without a lock by `free`.
+//! `owner` itself changes only under the class lock. `start`, `class`, `bin`, `size`, `magic`,
+//! `mul_check`, `obj_limit` and `end` are immutable while the span is small; `free` reads
+//! `start`, `mul_check`, `obj_limit`, `bin` and `owner` without a lock.
 //!
 //! Invariants of a small span:
 //! - objects are `start + i * size` for `i < objects`;
@@ -47,8 +48,7 @@ pub enum State {
 pub struct Span {
     /// Address of the first page.
     pub start: usize,
-    /// Small: end of the object area (`start + objects * size`); 0 for free and large spans, so
-    /// that `free`'s range check `addr < end` also rejects pointers into them.
+    /// Small: end of the object area (`start + objects * size`); 0 for free and large spans.
     pub end: usize,
     /// Number of pages.
     pub npages: usize,
@@ -374,7 +374,8 @@ impl Span {
 /// bounds the index too, and the test needs neither a division nor a separate range check.
 /// The unit test below checks every offset of every class.
 pub const fn object_test(size: u64, objects: u64) -> (u64, u64) {
-    let size = if size == 0 { 1 } else { size };
+    // Classes start at 16 bytes; a size below 2 would need a shift by 64.
+    let size = if size < 2 { 2 } else { size };
     let m = if size.is_power_of_two() {
         (1u64 << (64 - size.trailing_zeros())).wrapping_add(1)
     } else {

@@ -7,8 +7,9 @@
 //! bin has room, else straight back on the span's list (no lock, no atomic read-modify-write);
 //! Rust's sized `dealloc` pushes any object on the bin while it has room. A C `free` into a span
 //! another thread owns pushes a block of 64 bytes or more on the bin while the bin is less than
-//! 3/4 full (reused here); otherwise, and always for smaller blocks, it goes on the freeing
-//! thread's `remote` list for the class; a full remote list is handed to the owners' *inboxes*
+//! 3/4 full (reused here; likewise for a block of an unowned span); otherwise, and always for
+//! smaller blocks, it goes on the freeing thread's `remote` list for the class; a full remote
+//! list is handed to the owners' *inboxes*
 //! (one atomic exchange per owner and batch), and an owner empties its inbox into its spans when
 //! it next refills a bin. Objects of unowned spans go back through the central list, in batches.
 //!
@@ -67,8 +68,9 @@ pub struct Bin {
     /// Small objects allocated from this bin (the fast path's one counter; frees are derived:
     /// allocated minus live).
     pub allocs: u64,
-    /// The most `max` may grow to: the class's [`BIN_CAP`], lowered to `max` once the cache's
-    /// budget cannot pay for another step (0 for caches that keep nothing).
+    /// The most an overflow may grow `max` to: the class's [`BIN_CAP`], lowered to `max` once the
+    /// cache's budget cannot pay for another step (0 for caches that keep nothing). A refill's
+    /// slow start may still raise `max` past a lowered cap.
     pub cap: u32,
 }
 
@@ -508,12 +510,9 @@ unsafe fn free_local_changed(tc: *mut ThreadCache, s: *mut Span, c: usize, r: Pu
     }
 }
 
-/// Raises the limit of `tc`'s full bin of class `c` by a batch if the class is under its cap and
-/// the cache's budget allows; whether it did.
-///
-/// # Safety
-/// `tc` is the calling thread's live cache; `c < NUM_CLASSES`.
-/// A bin the budget cannot grow any more gets `cap = max`, so its later overflows skip this call.
+/// Raises the limit of `tc`'s full bin of class `c` by up to a batch (not past its cap) if the
+/// cache's budget pays for it; whether the bin has room now. A bin the budget cannot grow any
+/// more gets `cap = max`, so its later overflows skip this call.
 ///
 /// # Safety
 /// `tc` is the calling thread's live cache; `c < NUM_CLASSES`.
@@ -536,7 +535,7 @@ unsafe fn grow_bin(tc: *mut ThreadCache, c: usize) -> bool {
         let step = k.batch.min(bin.cap - bin.max);
         bin.max += step;
         bin.room += step as i32;
-        (*tc).budget -= grow;
+        (*tc).budget -= step as usize * k.size as usize;
         bin.room > 0
     }
 }
