@@ -98,11 +98,11 @@ fn alloc_slow(size: usize, align: usize, zero: bool) -> *mut c_void {
     init::ensure();
     let e = Errno::save();
     let p = if zero {
-        core_alloc::calloc_aligned(size, align)
+        core_alloc::calloc_aligned_c(size, align)
     } else if align <= MIN_ALIGN {
-        core_alloc::malloc(size)
+        core_alloc::malloc_c(size)
     } else {
-        core_alloc::malloc_aligned(size, align)
+        core_alloc::malloc_aligned_c(size, align)
     };
     e.ok(p)
 }
@@ -129,7 +129,7 @@ fn page_size() -> usize {
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     if fast_ready(size) {
-        return core_alloc::malloc(size).cast();
+        return core_alloc::malloc_c(size).cast();
     }
     alloc_slow(size, MIN_ALIGN, false)
 }
@@ -239,14 +239,14 @@ fn aligned(align: usize, size: usize) -> *mut c_void {
 fn aligned_fast(align: usize, size: usize) -> *mut c_void {
     if align <= MIN_ALIGN {
         if fast_ready(size) {
-            return core_alloc::malloc(size).cast();
+            return core_alloc::malloc_c(size).cast();
         }
     } else if align <= segfit_core::config::PAGE_SIZE {
         if let Some(c) = segfit_core::size_class::class_of_aligned(size, align) {
             let tc = segfit_core::tls::get();
             // SAFETY: the slot always points at a valid cache; `c < NUM_CLASSES`.
             if unsafe { !(*tc).bins.get_unchecked(c).head.is_null() } {
-                return core_alloc::malloc_aligned(size, align).cast();
+                return core_alloc::malloc_aligned_c(size, align).cast();
             }
         }
     }

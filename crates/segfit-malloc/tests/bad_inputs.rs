@@ -30,6 +30,22 @@ const CASES: &[(u32, u32, Want)] = &[
         3,
         Abort("free", "invalid pointer (not allocated by segfit)"),
     ),
+    (
+        4,
+        4,
+        Abort(
+            "malloc",
+            "free block handed out twice or changed after free (double free or use after free)",
+        ),
+    ),
+    (
+        104,
+        4,
+        Abort(
+            "malloc",
+            "free block handed out twice or changed after free (double free or use after free)",
+        ),
+    ),
     (5, 5, Abort("free", "double free")),
     (105, 5, Exit0),
     (6, 6, Abort("free", "invalid pointer (unaligned)")),

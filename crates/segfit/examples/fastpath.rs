@@ -38,7 +38,7 @@ fn rust_dealloc_const(ps: &[*mut u8; OPS]) {
 #[inline(never)]
 fn c_malloc(out: &mut [*mut u8; OPS], size: usize) {
     for slot in out.iter_mut() {
-        *slot = segfit::alloc::malloc(size);
+        *slot = segfit::alloc::malloc_c(size);
     }
 }
 

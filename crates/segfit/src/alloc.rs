@@ -31,17 +31,24 @@ const REUSE_MIN: usize = 64;
 const REUSE_BIN_OFFSET: usize = size_class::bin_offset_const(REUSE_MIN);
 
 /// Pops an object from the bin at byte offset `off` (`class * BIN_STRIDE`) of this thread's
-/// cache, or takes the slow path.
+/// cache, or takes the slow path. With `CHECK` (the C ABI's entry points) the object must carry
+/// the free key; Rust's allocations trust it, as Rust's `dealloc` trusts the layout.
 #[inline(always)]
-fn alloc_bin(off: usize) -> *mut u8 {
+fn alloc_bin<const CHECK: bool>(off: usize) -> *mut u8 {
     let tc: *mut ThreadCache = tls::get();
     // SAFETY: the slot always holds a valid cache and `off` is a class's bin offset; a non-null
-    // head is a free object of the class whose word 0 links the next one (static caches have
-    // null heads).
+    // head is a free object of the class whose word 0 links the next one and whose word 1 holds
+    // the free key (static caches have null heads).
     unsafe {
         let bin = cache::bin_at(tc, off);
         let p = (*bin).head;
         if !p.is_null() {
+            // Every object on a free list carries the key: one without it was handed out already
+            // (a double free that went undetected at `free`, on two threads' lists) or written
+            // after its free. Caught before its link is followed.
+            if CHECK && *(p as *mut usize).add(1) != cache::free_key() {
+                cache::bad_pop(p);
+            }
             (*bin).head = *(p as *mut *mut u8);
             (*bin).room += 1;
             *(p as *mut usize).add(1) = 0;
@@ -54,33 +61,54 @@ fn alloc_bin(off: usize) -> *mut u8 {
 
 /// Pops an object of class `c` from this thread's cache, or takes the slow path.
 #[inline(always)]
-fn alloc_class(c: usize) -> *mut u8 {
+fn alloc_class<const CHECK: bool>(c: usize) -> *mut u8 {
     debug_assert!(c < size_class::NUM_CLASSES);
-    alloc_bin(c * BIN_STRIDE)
+    alloc_bin::<CHECK>(c * BIN_STRIDE)
+}
+
+#[inline(always)]
+fn malloc_in<const CHECK: bool>(size: usize) -> *mut u8 {
+    if size <= MAX_SMALL {
+        return alloc_bin::<CHECK>(size_class::bin_offset(size));
+    }
+    alloc_large_or_huge(size, MIN_ALIGN, false)
 }
 
 /// Allocates `size` bytes aligned to 16. Null if out of memory or `size > isize::MAX`.
 #[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
-    if size <= MAX_SMALL {
-        return alloc_bin(size_class::bin_offset(size));
+    malloc_in::<false>(size)
+}
+
+/// `malloc` for the C ABI: a small block taken from the thread's cache must still carry the free
+/// key, else the process aborts (a block handed out twice: see `cache::bad_pop`).
+#[inline(always)]
+pub fn malloc_c(size: usize) -> *mut u8 {
+    malloc_in::<true>(size)
+}
+
+fn malloc_aligned_in<const CHECK: bool>(size: usize, align: usize) -> *mut u8 {
+    debug_assert!(align.is_power_of_two());
+    if align <= MIN_ALIGN {
+        return malloc_in::<CHECK>(size);
     }
-    alloc_large_or_huge(size, MIN_ALIGN, false)
+    if align <= PAGE_SIZE {
+        if let Some(c) = size_class::class_of_aligned(size, align) {
+            return alloc_class::<CHECK>(c);
+        }
+    }
+    alloc_large_or_huge(size, align, false)
 }
 
 /// Allocates `size` bytes aligned to `align` (any power of two). Null if out of memory or the
 /// request cannot be met.
 pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
-    debug_assert!(align.is_power_of_two());
-    if align <= MIN_ALIGN {
-        return malloc(size);
-    }
-    if align <= PAGE_SIZE {
-        if let Some(c) = size_class::class_of_aligned(size, align) {
-            return alloc_class(c);
-        }
-    }
-    alloc_large_or_huge(size, align, false)
+    malloc_aligned_in::<false>(size, align)
+}
+
+/// `malloc_aligned` for the C ABI (checked like [`malloc_c`]).
+pub fn malloc_aligned_c(size: usize, align: usize) -> *mut u8 {
+    malloc_aligned_in::<true>(size, align)
 }
 
 /// The size class a request of `size` bytes at `align` is served from, if any.
@@ -114,6 +142,7 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
             let bin = (*tc).bins.get_unchecked_mut(c);
             if bin.room > 0 {
                 *(p as *mut *mut u8) = bin.head;
+                *(p as *mut usize).add(1) = cache::free_key();
                 bin.head = p;
                 bin.room -= 1;
                 return;
@@ -158,10 +187,19 @@ pub fn check_sized(p: *mut u8, size: usize, align: usize, op: &str) {
 
 /// Allocates zeroed memory; pages known to be fresh from the OS are not written.
 pub fn calloc_aligned(size: usize, align: usize) -> *mut u8 {
+    calloc_aligned_in::<false>(size, align)
+}
+
+/// `calloc_aligned` for the C ABI (checked like [`malloc_c`]).
+pub fn calloc_aligned_c(size: usize, align: usize) -> *mut u8 {
+    calloc_aligned_in::<true>(size, align)
+}
+
+fn calloc_aligned_in<const CHECK: bool>(size: usize, align: usize) -> *mut u8 {
     let small = size <= MAX_SMALL
         && (align <= MIN_ALIGN || (align <= PAGE_SIZE && size.max(align) <= MAX_SMALL));
     if small {
-        let p = malloc_aligned(size, align);
+        let p = malloc_aligned_in::<CHECK>(size, align);
         if !p.is_null() {
             // SAFETY: `p` holds at least `size` bytes.
             unsafe { ptr::write_bytes(p, 0, size) };
@@ -405,9 +443,15 @@ pub unsafe fn realloc_c(p: *mut u8, new_size: usize) -> *mut u8 {
     unsafe { resize(p, new_size, MIN_ALIGN, true) }
 }
 
+/// `loose` is C's `realloc` (which also allocates through the checked C paths).
 unsafe fn resize(p: *mut u8, new_size: usize, align: usize, loose: bool) -> *mut u8 {
+    let alloc = if loose {
+        malloc_aligned_c
+    } else {
+        malloc_aligned
+    };
     if p.is_null() {
-        return malloc_aligned(new_size, align);
+        return alloc(new_size, align);
     }
     if new_size > MAX_REQUEST {
         return ptr::null_mut();
@@ -458,7 +502,7 @@ unsafe fn resize(p: *mut u8, new_size: usize, align: usize, loose: bool) -> *mut
             }
         }
     }
-    let q = malloc_aligned(new_size, align);
+    let q = alloc(new_size, align);
     if q.is_null() {
         return q;
     }

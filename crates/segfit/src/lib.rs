@@ -39,12 +39,15 @@
 //! lib` (`GlobalAlloc`) and the C ABI crate above it.
 //!
 //! ## The path of one `malloc(40)`
-//! 1. `alloc::malloc`: 40 ≤ 32 KiB, so `size_class::bin_offset(40)` reads table `[(40+15)>>4]`:
-//!    96, the byte offset of the bin of class 3 (48 bytes) in a thread cache (`3 * BIN_STRIDE`).
-//! 2. `alloc_bin(96)`: `tls::get()` gives this thread's cache; bin 3's head is popped (its word 0 is
-//!    the next free object), its `room` grows by one, word 1 (the free key) is cleared, its
-//!    allocation counter counts. Done: no lock, no atomic instruction (17 instructions as the
-//!    exported C `malloc`, call to return).
+//! 1. `alloc::malloc_c` (the C ABI; Rust's `alloc::malloc` is the same without step 2's check):
+//!    40 ≤ 32 KiB, so `size_class::bin_offset(40)` reads table `[(40+15)>>4]`: 96, the byte offset
+//!    of the bin of class 3 (48 bytes) in a thread cache (`3 * BIN_STRIDE`).
+//! 2. `alloc_bin(96)`: `tls::get()` gives this thread's cache; bin 3's head must carry the free
+//!    key in word 1 (every free object does; one without it was handed out twice — a double free
+//!    across threads — or written after its free: abort, `cache::bad_pop`); it is popped (its
+//!    word 0 is the next free object), its `room` grows by one, word 1 is cleared, its allocation
+//!    counter counts. Done: no lock, no atomic instruction (20 instructions as the exported C
+//!    `malloc`, call to return; 17 without the key check).
 //! 3. If the bin was empty: `cache::alloc_slow` — a thread without a cache yet gets one here —
 //!    first takes back everything in its inbox (objects other threads freed into its spans), then
 //!    refills the bin from its own spans of the class without a lock: each span's whole free list
@@ -112,11 +115,12 @@
 //! - The `segfit-malloc` `free` of a block whose bin is full goes straight back to its span:
 //!   about 45 more instructions than a bin push (binary_trees with 512K-node trees, fragment's
 //!   scattered frees); mimalloc's free always goes to its page, at about 27 in all.
-//! - A cross-thread double free is caught only when both copies reach the span's free list (its
-//!   bitmap). It is not when a copy is handed out again from a bin first (the owner's bin, or,
-//!   for a block of 64 bytes or more, the bin of the other thread that freed it), or is spliced
-//!   into a bin with its inbox chain: then two callers may get the same block. Checking word 1
-//!   on every `malloc` pop would catch it at reuse, for 3 more instructions per `malloc`.
+//! - A cross-thread double free is caught at `free` only when both copies reach the span's free
+//!   list (its bitmap). When a copy waits in a bin instead (the owner's bin, or, for a block of 64
+//!   bytes or more, the bin of the other thread that freed it), or is spliced into a bin with its
+//!   inbox chain, it is caught later, when the block is handed out the second time (the C
+//!   `malloc`'s key check, 3 instructions): the first caller may have used it by then. Rust's
+//!   `alloc` does not check (Rust's `dealloc` contract rules double frees out).
 //! - Free pages go back to the OS (decay, cap, `collect()`), but objects cached in threads and
 //!   partly used spans do not.
 

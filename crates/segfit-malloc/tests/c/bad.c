@@ -24,6 +24,13 @@ static void *volatile keep;
 /* Laundered through a volatile so the compiler cannot pair (and drop) a malloc with its free. */
 static void *L(void *p) { keep = p; return keep; }
 static void *other_free(void *p) { free(p); return NULL; }
+static volatile int stage;
+static void *free_wait_malloc(void *p) {
+    free(p); stage = 1;
+    while (stage != 2) usleep(100);
+    keep = malloc(512);
+    return NULL;
+}
 
 int main(int argc, char **argv) {
     if (argc != 2) return 2;
@@ -34,7 +41,19 @@ int main(int argc, char **argv) {
     case 2: p = L(malloc(40)); q = L(malloc(40)); say(p); free(p); free(q); free(p); break;
     case 3: p = L(malloc(1 << 20)); say(p); free(p); free(p); break;           /* large, page heap */
     case 103: p = L(malloc(64 << 20)); say(p); free(p); free(p); break;        /* huge, own mapping */
-    case 4: { p = L(malloc(40)); say(p); free(p); pthread_t t; pthread_create(&t, NULL, other_free, p); pthread_join(t, NULL); break; }
+    case 4: { /* freed here, then on another thread; the copies meet when this thread refills */
+        p = L(malloc(40)); say(p); free(p); pthread_t t; pthread_create(&t, NULL, other_free, p); pthread_join(t, NULL);
+        for (int i = 0; i < 100000; i++) keep = malloc(40);
+        break; }
+    case 104: { /* freed on another thread (which keeps a line-sized block in its own bin), then
+                 * here again: the other thread allocates it, then this one reaches it */
+        p = L(malloc(512)); say(p);
+        pthread_t t; pthread_create(&t, NULL, free_wait_malloc, p);
+        while (!stage) usleep(100);
+        free(p); stage = 2;
+        pthread_join(t, NULL);
+        for (int i = 0; i < 10000; i++) keep = malloc(512);
+        break; }
     case 5: /* double free after the first word was overwritten (use after free) */
         p = L(malloc(40)); say(p); free(p); memset(p, 0x41, 8); free(p); break;
     case 105: { /* a live block holding the free key in word 1 must free normally */

@@ -19,9 +19,12 @@
 //! a time from unowned spans and never gets a new cache. At exit a cache gives everything back and
 //! abandons its spans to the central lists.
 //!
-//! Free objects hold the next link in word 0 and [`free_key`] in word 1; `malloc` clears word 1,
-//! so a `free` that finds the key is probably a double free and takes the slow path, which
-//! confirms it (in this cache or on the span's list) before aborting.
+//! Free objects hold the next link in word 0 and [`free_key`] in word 1 (every push writes it,
+//! Rust's sized free included); `malloc` clears word 1, so a `free` that finds the key is
+//! probably a double free and takes the slow path, which confirms it (in this cache or on the
+//! span's list) before aborting. The C `malloc` and every refill check the key of the object
+//! they pop ([`bad_pop`]): a double free the `free` side could not see (its copies on two
+//! threads' lists) is caught when the block is handed out the second time.
 //!
 //! Invariants: `bin.max - bin.room` is the length of `bin.head`'s list; `remote.len <= remote.lim`; the static
 //! caches (and caches without an owner id) have `id == NO_ID`, `max == lim == 0` and empty lists,
@@ -236,6 +239,19 @@ pub fn free_key() -> usize {
     FREE_KEY.load(Ordering::Relaxed)
 }
 
+/// A bin's head `p` lacks the free key that every object on a free list carries: it was handed
+/// out before (a double free `free` could not see: the copies were on two threads' lists, or
+/// one was spliced into a bin with its inbox chain) or written after it was freed. Aborts.
+#[cold]
+#[inline(never)]
+pub fn bad_pop(p: *mut u8) -> ! {
+    fatal(
+        "malloc",
+        "free block handed out twice or changed after free (double free or use after free)",
+        p as usize,
+    )
+}
+
 /// The span of free object `p` of class `c`, checked (a corrupted list entry aborts).
 #[inline]
 fn span_of_object(p: *mut u8, c: usize) -> *mut Span {
@@ -399,6 +415,9 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
             }
         }
         let p = bin.head;
+        if *(p as *mut usize).add(1) != free_key() {
+            bad_pop(p);
+        }
         bin.head = *(p as *mut *mut u8);
         bin.room += 1;
         *(p as *mut usize).add(1) = 0;
