@@ -71,7 +71,7 @@ pub struct Bin {
     /// Small objects allocated from this bin (the fast path's one counter; frees are derived:
     /// allocated minus live).
     pub allocs: u64,
-    /// The most an overflow may grow `max` to: the class's [`BIN_CAP`], lowered to `max` once the
+    /// The most an overflow may grow `max` to: the class's `BIN_CAP`, lowered to `max` once the
     /// cache's budget cannot pay for another step (0 for caches that keep nothing). A refill's
     /// slow start may still raise `max` past a lowered cap.
     pub cap: u32,
