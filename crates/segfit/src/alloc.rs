@@ -22,10 +22,11 @@ use core::ptr;
 
 /// Blocks of at least this many bytes (one cache line) freed by a thread that does not own their
 /// span are reused by that thread while its bin is less than 3/4 full (see `free`); smaller ones
-/// always go back to their owner (or, for an unowned span, to the central list). Measured (BENCHMARKS.md): larson 0.58 → 0.44 s and peak RSS
-/// 11.9 → 10.9 MiB (tcmalloc 0.41 s, 16 MiB); reusing only while the bin is half empty, 0.47 s;
-/// reusing until the bin is full, 0.43 s but 14.7 MiB (the bins then fill with other threads'
-/// blocks, own frees overflow and the bins grow to their budget).
+/// always go back to their owner (or, for an unowned span, to the central list). Measured
+/// (BENCHMARKS.md): larson 0.58 → 0.44 s and peak RSS 11.9 → 10.9 MiB (tcmalloc 0.41 s, 16 MiB);
+/// reusing only while the bin is half empty, 0.47 s; reusing until the bin is full, 0.43 s but
+/// 14.7 MiB (the bins then fill with other threads' blocks, own frees overflow and the bins grow
+/// to their budget).
 const REUSE_MIN: usize = 64;
 /// The bin offset of `REUSE_MIN`'s class: classes at or above it are reused.
 const REUSE_BIN_OFFSET: usize = size_class::bin_offset_const(REUSE_MIN);
@@ -141,9 +142,7 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
             let c = class_of(size);
             let bin = (*tc).bins.get_unchecked_mut(c);
             if bin.room > 0 {
-                *(p as *mut *mut u8) = bin.head;
-                *(p as *mut usize).add(1) = cache::free_key();
-                bin.head = p;
+                bin.link(p, cache::free_key());
                 bin.room -= 1;
                 return;
             }
@@ -348,9 +347,7 @@ pub unsafe fn free(p: *mut u8) {
                         let bin = cache::bin_at(tc, off);
                         (*bin).room -= 1;
                         if (*bin).room >= 0 {
-                            *(p as *mut *mut u8) = (*bin).head;
-                            *(p as *mut usize).add(1) = key;
-                            (*bin).head = p;
+                            (*bin).link(p, key);
                             return;
                         }
                         return cache::free_local_full(tc, s, p, off);
@@ -362,9 +359,7 @@ pub unsafe fn free(p: *mut u8) {
                     if off >= REUSE_BIN_OFFSET {
                         let bin = cache::bin_at(tc, off);
                         if (*bin).room as i64 * 4 > (*bin).max as i64 {
-                            *(p as *mut *mut u8) = (*bin).head;
-                            *(p as *mut usize).add(1) = key;
-                            (*bin).head = p;
+                            (*bin).link(p, key);
                             (*bin).room -= 1;
                             return;
                         }

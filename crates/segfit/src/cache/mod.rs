@@ -89,6 +89,21 @@ impl Bin {
     fn added(&mut self, n: usize) {
         self.room -= n as i32;
     }
+
+    /// Puts free object `p` in front of the list (word 0 ← the old head, word 1 ← `key`); the
+    /// caller accounts for it in `room`.
+    ///
+    /// # Safety
+    /// `p` is a free object (at least 16 bytes) of this bin's class that nothing else uses.
+    #[inline(always)]
+    pub unsafe fn link(&mut self, p: *mut u8, key: usize) {
+        // SAFETY: caller's contract.
+        unsafe {
+            *(p as *mut *mut u8) = self.head;
+            *(p as *mut usize).add(1) = key;
+        }
+        self.head = p;
+    }
 }
 
 const _: () = assert!(core::mem::size_of::<Bin>() == BIN_STRIDE);
@@ -462,9 +477,7 @@ unsafe fn free_local_grow(tc: *mut ThreadCache, s: *mut Span, p: *mut u8, c: usi
     unsafe {
         if grow_bin(tc, c) {
             let bin = (*tc).bins.get_unchecked_mut(c);
-            *(p as *mut *mut u8) = bin.head;
-            *(p as *mut usize).add(1) = free_key();
-            bin.head = p;
+            bin.link(p, free_key());
             bin.room -= 1;
             return;
         }
