@@ -116,3 +116,36 @@ fn collect_returns_freed_pages() {
         s.heap_released
     );
 }
+
+/// Blocks that Rust's `dealloc` put back carry the free key like every other free block, so the
+/// C entry points, which check it before handing a cached block out, reuse them without aborting
+/// (a program may link the C library and use `SegFit` in one process).
+#[test]
+fn blocks_rust_freed_are_handed_out_by_the_checked_c_malloc() {
+    use std::alloc::{GlobalAlloc, Layout};
+    let l = Layout::from_size_align(48, 8).unwrap();
+    std::thread::spawn(move || {
+        // A fresh thread: its bins hold only what this test puts there.
+        let ps: Vec<*mut u8> = (0..64)
+            .map(|_| {
+                // SAFETY: a non-zero layout.
+                unsafe { GLOBAL.alloc(l) }
+            })
+            .collect();
+        for &p in &ps {
+            // SAFETY: allocated just above with `l`, freed once.
+            unsafe { GLOBAL.dealloc(p, l) };
+        }
+        let qs: Vec<*mut u8> = (0..64).map(|_| segfit::alloc::malloc_c(48)).collect();
+        assert!(
+            qs.iter().all(|q| ps.contains(q)),
+            "the bin hands back the blocks Rust freed"
+        );
+        for q in qs {
+            // SAFETY: allocated just above, freed once.
+            unsafe { segfit::alloc::free(q) };
+        }
+    })
+    .join()
+    .unwrap();
+}
