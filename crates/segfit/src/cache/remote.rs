@@ -85,8 +85,6 @@ pub(super) fn help_idle_owner(owner: u32) {
 /// instead of the key (restored when the owner takes it), so that the owner can move a whole chain
 /// into its bin without looking at its objects' spans.
 ///
-/// # Safety
-/// The chain is well formed and its objects are free objects of spans `owner` owned when looked at.
 /// Returns whether the inbox now holds at least `STALLED_PENDING` objects.
 ///
 /// # Safety
