@@ -42,19 +42,8 @@ fn alloc_bin<const CHECK: bool>(off: usize) -> *mut u8 {
     // the free key (static caches have null heads).
     unsafe {
         let bin = cache::bin_at(tc, off);
-        let p = (*bin).head;
-        if !p.is_null() {
-            // Every object on a free list carries the key: one without it was handed out already
-            // (a double free that went undetected at `free`, on two threads' lists) or written
-            // after its free. Caught before its link is followed.
-            if CHECK && *(p as *mut usize).add(1) != cache::free_key() {
-                cache::bad_pop(p);
-            }
-            (*bin).head = *(p as *mut *mut u8);
-            (*bin).room += 1;
-            *(p as *mut usize).add(1) = 0;
-            (*bin).allocs += 1;
-            return p;
+        if !(*bin).head.is_null() {
+            return (*bin).pop::<CHECK>();
         }
     }
     cache::alloc_slow(off / BIN_STRIDE)

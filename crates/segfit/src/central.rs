@@ -131,6 +131,22 @@ impl Inner {
         s
     }
 
+    /// Returns unowned span `s`, which has no object out, to the page heap (off the list first).
+    ///
+    /// # Safety
+    /// `s` is an unowned small span of this class with `used == 0`, not kept; the lock is held.
+    unsafe fn give_back(&mut self, s: *mut Span) {
+        // SAFETY: caller's contract.
+        unsafe {
+            debug_assert!((*s).used == 0 && !(*s).kept);
+            if (*s).linked {
+                self.nonempty.remove(s);
+            }
+            self.counters.spans -= 1;
+            page_heap::with(|h| h.free_small(s));
+        }
+    }
+
     /// Settles an unowned span's list membership after objects came back or left: listed iff it
     /// has an object to give; with no object out it is kept (see `MAX_KEPT`) or returned to
     /// the page heap.
@@ -157,11 +173,7 @@ impl Inner {
                     self.nonempty.push_back(s);
                 }
             } else if (*s).used == 0 {
-                if (*s).linked {
-                    self.nonempty.remove(s);
-                }
-                self.counters.spans -= 1;
-                page_heap::with(|h| h.free_small(s));
+                self.give_back(s);
             } else if (*s).has_free() {
                 if !(*s).linked {
                     self.nonempty.push(s);
@@ -315,9 +327,7 @@ pub fn release_empty_spans() {
                     if (*s).kept {
                         (*s).kept = false;
                         inner.kept -= 1;
-                        inner.nonempty.remove(s);
-                        inner.counters.spans -= 1;
-                        page_heap::with(|h| h.free_small(s));
+                        inner.give_back(s);
                     }
                     s = next;
                 }

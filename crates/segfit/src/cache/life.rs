@@ -130,9 +130,7 @@ pub(super) fn init_thread() -> *mut ThreadCache {
             if (*tc).id != NO_ID {
                 // A cache without an id keeps nothing: its bins and remote lists stay at limit 0.
                 for c in 1..NUM_CLASSES {
-                    let max = START_MAX.min(2 * class_info(c).batch);
-                    (*tc).bins[c].max = max;
-                    (*tc).bins[c].room = max as i32;
+                    (*tc).bins[c].set_max(START_MAX.min(2 * class_info(c).batch));
                     (*tc).bins[c].cap = BIN_CAP[c];
                     (*tc).remote[c].lim = class_info(c).batch;
                 }

@@ -26,8 +26,8 @@
 //! they pop ([`bad_pop`]): a double free the `free` side could not see (its copies on two
 //! threads' lists) is caught when the block is handed out the second time.
 //!
-//! Invariants: `bin.max - bin.room` is the length of `bin.head`'s list; `remote.len <= remote.lim`; the static
-//! caches (and caches without an owner id) have `id == NO_ID`, `max == lim == 0` and empty lists,
+//! Invariants: `bin.max - bin.room` is the length of `bin.head`'s list;
+//! `remote.len <= remote.lim`; the static caches (and caches without an owner id) have `id == NO_ID`, `max == lim == 0` and empty lists,
 //! so the fast paths never write to them; every span whose `owner` is a cache's id is on exactly
 //! one of that cache's `partial`/`full` lists.
 
@@ -86,8 +86,38 @@ impl Bin {
 
     /// Records that `n` objects joined the list.
     #[inline]
-    fn added(&mut self, n: usize) {
+    pub(super) fn added(&mut self, n: usize) {
         self.room -= n as i32;
+    }
+
+    /// Sets the limit to `max`, keeping `room == max - count`.
+    #[inline]
+    pub(super) fn set_max(&mut self, max: u32) {
+        self.room += max as i32 - self.max as i32;
+        self.max = max;
+    }
+
+    /// Takes the head off the list and hands it out: word 1 cleared, counted. With `CHECK`, the
+    /// head must carry the free key (else it was handed out already, or written after its free:
+    /// abort, see [`bad_pop`]), tested before its link is followed.
+    ///
+    /// # Safety
+    /// The list is not empty; its objects hold the next link in word 0.
+    #[inline(always)]
+    pub unsafe fn pop<const CHECK: bool>(&mut self) -> *mut u8 {
+        let p = self.head;
+        debug_assert!(!p.is_null());
+        // SAFETY: `p` is a free object of at least 16 bytes (caller).
+        unsafe {
+            if CHECK && *(p as *mut usize).add(1) != free_key() {
+                bad_pop(p);
+            }
+            self.head = *(p as *mut *mut u8);
+            *(p as *mut usize).add(1) = 0;
+        }
+        self.room += 1;
+        self.allocs += 1;
+        p
     }
 
     /// Puts free object `p` in front of the list (word 0 ← the old head, word 1 ← `key`); the
@@ -376,9 +406,7 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
         let bin = &mut (*tc).bins[c];
         let target = batch.min(bin.max.max(1));
         if bin.max < 2 * batch {
-            let max = (bin.max * 2).min(2 * batch);
-            bin.room += (max - bin.max) as i32;
-            bin.max = max;
+            bin.set_max((bin.max * 2).min(2 * batch));
         }
         let mut scanned = 0;
         while bin.count() < target && (bin.count() == 0 || scanned < SCAN) {
@@ -429,15 +457,7 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
                 (*tc).full[c].push(s);
             }
         }
-        let p = bin.head;
-        if *(p as *mut usize).add(1) != free_key() {
-            bad_pop(p);
-        }
-        bin.head = *(p as *mut *mut u8);
-        bin.room += 1;
-        *(p as *mut usize).add(1) = 0;
-        bin.allocs += 1;
-        p
+        bin.pop::<true>()
     }
 }
 
@@ -565,8 +585,7 @@ unsafe fn grow_bin(tc: *mut ThreadCache, c: usize) -> bool {
             return false;
         }
         let step = k.batch.min(bin.cap - bin.max);
-        bin.max += step;
-        bin.room += step as i32;
+        bin.set_max(bin.max + step);
         (*tc).budget -= step as usize * k.size as usize;
         bin.room > 0
     }

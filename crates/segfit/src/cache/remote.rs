@@ -289,7 +289,7 @@ pub(super) unsafe fn drain_chains(tc: *mut ThreadCache, p: *mut u8, splice: bool
             if splice && bin.room >= n as i32 {
                 *(tail as *mut *mut u8) = bin.head;
                 bin.head = head;
-                bin.room -= n as i32;
+                bin.added(n);
             } else {
                 *(tail as *mut *mut u8) = ptr::null_mut();
                 let mut q = head;
