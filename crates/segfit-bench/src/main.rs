@@ -179,6 +179,9 @@ fn real_main() -> Result<i32> {
         }
     }
 
+    let launcher = workloads::compile_c("launch", measure::LAUNCH_C, &cache)
+        .context("compiling the launcher")?;
+
     // run, interleaved: for run { for workload { for allocator } }
     let total = (runs * prepared.len() * allocs.len()) as u64;
     let pb = ProgressBar::new(total);
@@ -193,7 +196,7 @@ fn real_main() -> Result<i32> {
         for p in &prepared {
             for a in &allocs {
                 pb.set_message(format!("run {}/{runs} {} / {}", run + 1, p.name, a.name));
-                let m = measure::run(p, a.preload.as_deref(), &scratch, timeout)?;
+                let m = measure::run(p, a.preload.as_deref(), &launcher, &scratch, timeout)?;
                 if let Some(e) = &m.error {
                     pb.println(format!(
                         "error: {} / {} run {}: {e}",

@@ -1,13 +1,14 @@
-//! Runs one workload process under one allocator and measures it with
-//! wait4(): wall time, user+sys CPU time and the child's peak RSS.
+//! Runs one workload process under one allocator through a small C launcher (`launch.c`), which
+//! measures it with wait4(): wall time, user+sys CPU time and the workload's peak RSS.
 
 use crate::workloads::{fnv1a, ChecksumMode, Prepared};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Measurement {
@@ -17,10 +18,6 @@ pub struct Measurement {
     /// `None` if the process exited 0 and a checksum was found.
     pub error: Option<String>,
     pub checksum: Option<String>,
-}
-
-fn tv_secs(tv: libc::timeval) -> f64 {
-    tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6
 }
 
 fn describe_status(status: i32) -> Option<String> {
@@ -51,19 +48,32 @@ pub fn extract_checksum(mode: ChecksumMode, stdout: &[u8], exit_ok: bool) -> Opt
     }
 }
 
-/// Runs `p` with `preload` as `LD_PRELOAD` (none: the variable is removed).
-/// Output goes to files in `scratch`. The child is killed after `timeout`.
+/// The launcher's C source (see its header for why the runner does not start workloads itself).
+pub const LAUNCH_C: &str = include_str!("launch.c");
+
+/// Runs `p` with `preload` as `LD_PRELOAD` (none: the variable is removed) through `launcher`
+/// (the compiled [`LAUNCH_C`]), which measures it. Output goes to files in `scratch`. The
+/// launcher and the workload are killed after `timeout`.
 pub fn run(
     p: &Prepared,
     preload: Option<&Path>,
+    launcher: &Path,
     scratch: &Path,
     timeout: Duration,
 ) -> Result<Measurement> {
     std::fs::create_dir_all(scratch)?;
     let out_path = scratch.join("stdout");
     let err_path = scratch.join("stderr");
-    let mut cmd = Command::new(&p.program);
-    cmd.args(&p.args)
+    let report_path = scratch.join("report");
+    let _ = std::fs::remove_file(&report_path);
+    let mut cmd = Command::new(launcher);
+    cmd.arg(&report_path)
+        .arg(preload.map_or_else(Default::default, |l| l.as_os_str().to_owned()))
+        .arg(&p.program)
+        .args(&p.args)
+        .env_remove("LD_PRELOAD")
+        // Its own process group, so that a timeout kills the workload with the launcher.
+        .process_group(0)
         .stdout(File::create(&out_path)?)
         .stderr(File::create(&err_path)?)
         .stdin(match &p.stdin {
@@ -75,51 +85,41 @@ pub fn run(
     for (k, v) in &p.env {
         cmd.env(k, v);
     }
-    match preload {
-        Some(lib) => cmd.env("LD_PRELOAD", lib),
-        None => cmd.env_remove("LD_PRELOAD"),
-    };
 
-    let start = Instant::now();
-    let child = cmd
+    let mut child = cmd
         .spawn()
-        .with_context(|| format!("starting {}", p.program.display()))?;
-    let pid = child.id() as libc::pid_t;
+        .with_context(|| format!("starting {}", launcher.display()))?;
+    let pgid = child.id() as libc::pid_t;
 
-    // Watchdog: kill the child if it runs past the timeout.
+    // Watchdog: kill the launcher's process group if it runs past the timeout.
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let watchdog = std::thread::spawn(move || {
         if let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(timeout) {
-            // SAFETY: plain kill(2) of our own, not yet reaped, child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // SAFETY: plain kill(2) of the process group of our own, not yet reaped, child.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
             true
         } else {
             false
         }
     });
-
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain old data and fully written by wait4.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: waiting for our own child; pointers are valid for the call.
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-        if r == pid {
-            break;
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            let _ = done_tx.send(());
-            return Err(e).context("wait4");
-        }
-    }
-    let wall_s = start.elapsed().as_secs_f64();
+    let launched = child.wait().context("waiting for the launcher");
     let _ = done_tx.send(());
     let timed_out = watchdog.join().unwrap_or(false);
-    drop(child); // already reaped by wait4; dropping does not wait again
+    launched?;
 
     let stdout = std::fs::read(&out_path)?;
     let stderr = String::from_utf8_lossy(&std::fs::read(&err_path)?).into_owned();
+    let report = std::fs::read_to_string(&report_path).unwrap_or_default();
+    let fields: Vec<&str> = report.split_whitespace().collect();
+    let (wall_s, cpu_s, maxrss_kib, status) = match fields[..] {
+        [w, c, r, s] => (w.parse()?, c.parse()?, r.parse()?, s.parse()?),
+        _ if timed_out => (timeout.as_secs_f64(), 0.0, 0, 0),
+        _ => bail!(
+            "the launcher wrote no report for {}: {}",
+            p.name,
+            tail(&stderr, 3)
+        ),
+    };
     let mut error = describe_status(status);
     if timed_out {
         error = Some(format!("timed out after {} s", timeout.as_secs()));
@@ -137,8 +137,8 @@ pub fn run(
     }
     Ok(Measurement {
         wall_s,
-        cpu_s: tv_secs(ru.ru_utime) + tv_secs(ru.ru_stime),
-        maxrss_kib: ru.ru_maxrss.max(0) as u64,
+        cpu_s,
+        maxrss_kib,
         error,
         checksum,
     })
@@ -168,6 +168,11 @@ mod tests {
         assert_ne!(a, b);
     }
 
+    fn launcher(dir: &Path) -> std::path::PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        crate::workloads::compile_c("launch", LAUNCH_C, dir).unwrap()
+    }
+
     #[test]
     fn measures_a_real_process() {
         let p = Prepared {
@@ -179,7 +184,8 @@ mod tests {
             checksum: ChecksumMode::Line,
         };
         let dir = std::env::temp_dir().join(format!("segfit-bench-test-{}", std::process::id()));
-        let m = run(&p, None, &dir, Duration::from_secs(30)).unwrap();
+        let l = launcher(&dir);
+        let m = run(&p, None, &l, &dir, Duration::from_secs(30)).unwrap();
         assert_eq!(m.error, None);
         assert_eq!(m.checksum.as_deref(), Some("42"));
         assert!(m.maxrss_kib > 0);
@@ -187,9 +193,38 @@ mod tests {
             args: vec!["-c".into(), "echo oops >&2; exit 3".into()],
             ..p
         };
-        let m = run(&p, None, &dir, Duration::from_secs(30)).unwrap();
+        let m = run(&p, None, &l, &dir, Duration::from_secs(30)).unwrap();
         let e = m.error.unwrap();
         assert!(e.contains("exit status 3") && e.contains("oops"), "{e}");
+        let p = Prepared {
+            args: vec!["-c".into(), "sleep 30".into()],
+            ..p
+        };
+        let m = run(&p, None, &l, &dir, Duration::from_secs(1)).unwrap();
+        assert!(m.error.unwrap().contains("timed out"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_small_workload_reads_its_own_peak_rss_not_the_runners() {
+        // Make this process's peak RSS 64 MiB; a process it starts directly would report at
+        // least that (Linux keeps the high-water mark across exec).
+        let big = vec![1u8; 64 << 20];
+        assert_eq!(std::hint::black_box(&big)[12345], 1);
+        let p = Prepared {
+            name: "sh",
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), "echo checksum 1".into()],
+            stdin: None,
+            env: vec![],
+            checksum: ChecksumMode::Line,
+        };
+        let dir = std::env::temp_dir().join(format!("segfit-bench-rss-{}", std::process::id()));
+        let l = launcher(&dir);
+        let m = run(&p, None, &l, &dir, Duration::from_secs(30)).unwrap();
+        assert_eq!(m.error, None);
+        assert!(m.maxrss_kib < 16 << 10, "sh read as {} KiB", m.maxrss_kib);
+        drop(big);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -162,8 +162,9 @@ fn scale_arg(scale: f64) -> OsString {
     OsString::from(format!("{scale}"))
 }
 
-/// Compiles (or reuses from the cache) a C workload and returns the binary.
-fn compile_c(name: &str, source: &str, cache: &Path) -> Result<PathBuf> {
+/// Compiles (or reuses from the cache) a C program (a workload or the launcher) and returns the
+/// binary.
+pub fn compile_c(name: &str, source: &str, cache: &Path) -> Result<PathBuf> {
     const FLAGS: &[&str] = &["-O2", "-pthread"];
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
     let key = fnv1a(format!("{cc} {FLAGS:?}\n{source}").as_bytes());
@@ -183,7 +184,7 @@ fn compile_c(name: &str, source: &str, cache: &Path) -> Result<PathBuf> {
         .with_context(|| format!("running {cc} (is a C compiler installed?)"))?;
     if !out.status.success() {
         bail!(
-            "compiling workload {name} failed:\n{}",
+            "compiling {name} failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
