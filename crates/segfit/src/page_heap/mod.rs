@@ -33,6 +33,9 @@ pub use scavenge::ScavengePolicy;
 /// Free runs shorter than this many pages are kept on exact-length lists.
 pub const EXACT: usize = 128;
 
+/// Runs of each exact length looked at for an aligned request before a longer one is cut.
+const ALIGNED_PROBES: usize = 8;
+
 /// One item of [`PageHeap::for_each_span`].
 pub enum Walk<'a> {
     /// A span of an arena, with the end of the arena's committed prefix.
@@ -259,15 +262,39 @@ impl PageHeap {
         self.counters.dirty_pages -= dirty;
     }
 
-    /// The free run that best fits `need` pages, or null.
-    fn find(&mut self, need: usize) -> *mut Span {
-        if need < EXACT {
-            let mut w = need / 64;
-            let mut bits = self.nonempty[w] & (!0u64 << (need % 64));
+    /// The free run that best fits `n` pages starting at a multiple of `align_pages` pages, or
+    /// null. A run of `n + align_pages - 1` pages always fits; a shorter one fits when its start
+    /// happens to sit right, which is looked for first (a few runs of each shorter length), so an
+    /// aligned request reuses a freed aligned block's pages instead of cutting a longer run.
+    fn find(&mut self, n: usize, align_pages: usize) -> *mut Span {
+        let need = n + align_pages - 1;
+        let fits = |s: &Span| {
+            let lead = (s.start.next_multiple_of(align_pages * PAGE_SIZE) - s.start) / PAGE_SIZE;
+            lead + n <= s.npages
+        };
+        if n < EXACT {
+            let mut w = n / 64;
+            let mut bits = self.nonempty[w] & (!0u64 << (n % 64));
             loop {
-                if bits != 0 {
-                    let n = w * 64 + bits.trailing_zeros() as usize;
-                    return self.exact[n].head;
+                while bits != 0 {
+                    let k = w * 64 + bits.trailing_zeros() as usize;
+                    if k >= need {
+                        return self.exact[k].head;
+                    }
+                    // Shorter than `need`: one of its first runs may still sit right.
+                    let mut s = self.exact[k].head;
+                    for _ in 0..ALIGNED_PROBES {
+                        if s.is_null() {
+                            break;
+                        }
+                        // SAFETY: runs on the free lists are valid.
+                        let sp = unsafe { &*s };
+                        if fits(sp) {
+                            return s;
+                        }
+                        s = sp.next;
+                    }
+                    bits &= bits - 1;
                 }
                 w += 1;
                 if w == EXACT / 64 {
@@ -287,7 +314,7 @@ impl PageHeap {
         while !s.is_null() {
             // SAFETY: spans on the list are valid.
             let sp = unsafe { &*s };
-            if sp.npages >= need {
+            if fits(sp) {
                 let key = heap_order(sp.start);
                 if key < best_key {
                     best = s;
@@ -350,22 +377,22 @@ impl PageHeap {
     /// mapped to it and its state still `Free` (the caller sets it). Null if out of memory.
     pub fn alloc_run(&mut self, n: usize, align_pages: usize) -> *mut Span {
         debug_assert!(n >= 1 && align_pages.is_power_of_two());
-        let need = n + align_pages - 1;
-        if need > PAGES_PER_ARENA {
+        if n + align_pages - 1 > PAGES_PER_ARENA {
             return ptr::null_mut();
         }
-        let mut s = self.find(need);
+        let mut s = self.find(n, align_pages);
         if s.is_null() {
             if !self.grow() {
                 return ptr::null_mut();
             }
-            s = self.find(need);
+            s = self.find(n, align_pages);
             debug_assert!(!s.is_null());
             if s.is_null() {
                 return s;
             }
         }
-        // SAFETY: `s` is a free run on its list with at least `need` pages.
+        // SAFETY: `s` is a free run on its list with room for `n` pages from its first aligned page
+        // on (`find`).
         unsafe {
             self.unlink_free(s);
             let align = align_pages * PAGE_SIZE;
@@ -829,6 +856,35 @@ mod tests {
         h.check();
         free(&mut h, small);
         free(&mut h, big);
+        h.check();
+        assert_eq!(h.counters.free_pages, PAGES_PER_ARENA);
+    }
+
+    #[test]
+    fn an_aligned_request_reuses_a_freed_aligned_hole_of_its_own_length() {
+        let mut h = PageHeap::new();
+        let lead = run(&mut h, 16, 1);
+        let a = run(&mut h, 10, 16);
+        let after = run(&mut h, 1, 1);
+        // SAFETY: live runs.
+        let start = unsafe { (*a).start };
+        // SAFETY: live runs.
+        unsafe { assert_eq!(start, (*lead).limit(), "no hole in front of `a`") };
+        free(&mut h, a);
+        h.check();
+        assert_eq!(
+            h.exact[10].len, 1,
+            "the freed block is a free run of exactly 10 pages"
+        );
+        // A 10-page hole cannot hold 10 pages at an alignment of 16 unless it starts aligned;
+        // this one does, so it is taken rather than a 25-page stretch cut from the arena's tail.
+        let b = run(&mut h, 10, 16);
+        // SAFETY: live run.
+        unsafe { assert_eq!((*b).start, start) };
+        h.check();
+        for s in [lead, b, after] {
+            free(&mut h, s);
+        }
         h.check();
         assert_eq!(h.counters.free_pages, PAGES_PER_ARENA);
     }
