@@ -22,6 +22,8 @@
 //! calls from the dynamic loader and from constructors before `main` work. Nothing here allocates
 //! through the heap, panics, or unwinds.
 
+// No std: the library is the core, `libc` and these exports (see the core's `std` feature).
+#![no_std]
 #![deny(clippy::undocumented_unsafe_blocks)]
 // The exported functions are the C ABI: their safety contract is the C standard's, documented
 // in include/segfit.h rather than in a `# Safety` section per function.

@@ -3,6 +3,10 @@
 //! `objdump -d`) from every exported allocation function finds no panic, unwrap or bounds-check
 //! failure function. Misuse and corrupted metadata end in `segfit::fatal::fatal` instead (one line
 //! and abort).
+//!
+//! And the release library carries no standard library: it needs only libc, and none of std's
+//! unwinding or backtrace code is in it (each of those costs resident pages in every process the
+//! library is preloaded into).
 
 mod common;
 
@@ -124,5 +128,50 @@ fn allocation_entry_points_cannot_reach_a_panic() {
         bad.is_empty(),
         "panic machinery reachable:\n{}",
         bad.join("\n")
+    );
+}
+
+#[test]
+fn release_library_needs_only_libc_and_carries_no_std() {
+    let lib = common::build_lib(true).join("libsegfit.so");
+    let out = Command::new("readelf")
+        .args(["-d", "-W"])
+        .arg(&lib)
+        .output()
+        .expect("readelf (binutils)");
+    assert!(out.status.success());
+    let dynamic = String::from_utf8_lossy(&out.stdout);
+    let needed: Vec<&str> = dynamic
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next())
+        .collect();
+    assert!(!needed.is_empty(), "no NEEDED entries found:\n{dynamic}");
+    for n in &needed {
+        assert!(
+            n.starts_with("libc.so") || n.starts_with("ld-linux"),
+            "libsegfit.so needs {n} (all: {needed:?})"
+        );
+    }
+    let out = Command::new("nm")
+        .args(["-C"])
+        .arg(&lib)
+        .output()
+        .expect("nm (binutils)");
+    assert!(out.status.success());
+    let symbols = String::from_utf8_lossy(&out.stdout);
+    let from_std: Vec<&str> = symbols
+        .lines()
+        .filter(|l| {
+            l.contains(" std::")
+                || l.contains("<std::")
+                || l.contains("gimli")
+                || l.contains("_Unwind_")
+        })
+        .take(5)
+        .collect();
+    assert!(
+        from_std.is_empty(),
+        "std code in libsegfit.so: {from_std:?}"
     );
 }

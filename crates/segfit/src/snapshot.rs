@@ -125,7 +125,8 @@ pub fn for_each(mut f: impl FnMut(&SpanInfo)) {
     });
 }
 
-/// The snapshot as a vector (allocates, outside the heap lock).
+/// The snapshot as a vector (allocates, outside the heap lock; feature `std`).
+#[cfg(any(test, feature = "std"))]
 pub fn snapshot_vec() -> Vec<SpanInfo> {
     let mut v = vec![SpanInfo::default(); 256];
     loop {

@@ -22,6 +22,15 @@
 
 use crate::cache::ThreadCache;
 
+#[cfg(not(any(
+    feature = "std",
+    test,
+    all(feature = "initial-exec", target_arch = "x86_64", target_os = "linux")
+)))]
+compile_error!(
+    "segfit without the `std` feature needs `initial-exec` (x86_64 Linux) for its TLS slot"
+);
+
 #[cfg(not(all(feature = "initial-exec", target_arch = "x86_64", target_os = "linux")))]
 mod imp {
     use crate::cache::ThreadCache;
