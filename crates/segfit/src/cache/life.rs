@@ -10,8 +10,8 @@
 
 use super::remote::{close_inbox, drain_chains, drain_inbox, flush_remote, route};
 use super::{
-    span_of_object, Bin, CacheState, ThreadCache, BIN_CAP, CACHE_BUDGET, DEAD_PTR, FREE_KEY,
-    START_MAX, UNCACHED_ALLOCS,
+    remote_limit, span_of_object, Bin, CacheState, ThreadCache, BIN_CAP, CACHE_BUDGET, DEAD_PTR,
+    FREE_KEY, START_MAX, UNCACHED_ALLOCS,
 };
 use crate::central;
 use crate::lock::Lock;
@@ -132,7 +132,7 @@ pub(super) fn init_thread() -> *mut ThreadCache {
                 for c in 1..NUM_CLASSES {
                     (*tc).bins[c].set_max(START_MAX.min(2 * class_info(c).batch));
                     (*tc).bins[c].cap = BIN_CAP[c];
-                    (*tc).remote[c].lim = class_info(c).batch;
+                    (*tc).remote[c].lim = remote_limit(c);
                 }
             }
             (*tc).state = CacheState::Live;
