@@ -499,9 +499,11 @@ unsafe fn resize(p: *mut u8, new_size: usize, align: usize, loose: bool) -> *mut
 }
 
 /// Returns every free page to the OS now (Go's `debug.FreeOSMemory`): the calling thread's cache
-/// is flushed first, then all free page runs are released. Returns the bytes released.
+/// is flushed first and exited threads' parked caches are torn down, then all free page runs are
+/// released. Returns the bytes released.
 pub fn collect() -> usize {
     cache::flush_current();
+    cache::release_parked(true);
     crate::central::release_empty_spans();
     page_heap::with(|h| h.release_all())
 }

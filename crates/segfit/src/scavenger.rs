@@ -20,6 +20,7 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
         };
         // SAFETY: nanosleep only reads `ts`; an interrupted sleep just ends early.
         unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
+        crate::cache::release_parked(false);
         page_heap::with(|h| {
             let now = page_heap::now_ms();
             h.scavenge(now);

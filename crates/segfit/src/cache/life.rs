@@ -10,8 +10,8 @@
 
 use super::remote::{close_inbox, drain_chains, drain_inbox, flush_remote, route};
 use super::{
-    remote_limit, span_of_object, Bin, CacheState, ThreadCache, BIN_CAP, CACHE_BUDGET, DEAD_PTR,
-    FREE_KEY, START_MAX, UNCACHED_ALLOCS,
+    remote_limit, span_of_object, start_max, Bin, CacheState, ThreadCache, BIN_CAP, CACHE_BUDGET,
+    DEAD_PTR, FREE_KEY, UNCACHED_ALLOCS,
 };
 use crate::central;
 use crate::lock::Lock;
@@ -20,7 +20,7 @@ use crate::owner::{
     drop_id, now_us, take_id, IdSlot, OwnGuard, CLOSED, IDS, INBOX, IN_TRANSIT, LAST_REFILL_US,
     NO_ID, OWNER_TC,
 };
-use crate::size_class::{class_info, NUM_CLASSES};
+use crate::size_class::NUM_CLASSES;
 use crate::span::SpanList;
 use crate::tls;
 use core::cell::UnsafeCell;
@@ -32,10 +32,15 @@ pub(super) struct Registry {
     /// First registered cache (linked through `next`/`prev`).
     pub(super) head: *mut ThreadCache,
     records: FixAlloc<ThreadCache>,
+    /// Registered caches of running threads (parked ones are registered but not counted).
     live: usize,
     created: u64,
     /// Allocation counts of caches that were torn down.
     retired_allocs: [u64; NUM_CLASSES],
+    /// Parked caches (see [`park`]), newest first, linked through `parked_next`.
+    parked: *mut ThreadCache,
+    /// Length of `parked`, at most [`MAX_PARKED`].
+    parked_n: usize,
 }
 
 pub(super) struct RegistryCell(UnsafeCell<Registry>);
@@ -52,7 +57,15 @@ pub(super) static REGISTRY: RegistryCell = RegistryCell(UnsafeCell::new(Registry
     live: 0,
     created: 0,
     retired_allocs: [0; NUM_CLASSES],
+    parked: ptr::null_mut(),
+    parked_n: 0,
 }));
+
+/// Caches of exited threads kept whole for threads that start later (see [`park`]).
+const MAX_PARKED: usize = 4;
+/// A parked cache no thread adopted within this long is torn down (ms), by the next thread exit,
+/// the scavenger or `collect`.
+const PARK_MS: u64 = 1000;
 
 pub(super) fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
     REGISTRY_LOCK.lock();
@@ -117,6 +130,19 @@ pub(super) fn init_thread() -> *mut ThreadCache {
     tls::set(DEAD_PTR);
     global_init();
     let tc = with_registry(|r| {
+        if !r.parked.is_null() {
+            // Adopt the newest parked cache: its bins, spans, id and inbox become this thread's.
+            let tc = r.parked;
+            // SAFETY: parked caches are registered records no thread uses.
+            unsafe {
+                r.parked = (*tc).parked_next;
+                (*tc).parked_next = ptr::null_mut();
+            }
+            r.parked_n -= 1;
+            r.live += 1;
+            r.created += 1;
+            return tc;
+        }
         let tc = r.records.alloc();
         if tc.is_null() {
             return tc;
@@ -130,7 +156,7 @@ pub(super) fn init_thread() -> *mut ThreadCache {
             if (*tc).id != NO_ID {
                 // A cache without an id keeps nothing: its bins and remote lists stay at limit 0.
                 for c in 1..NUM_CLASSES {
-                    (*tc).bins[c].set_max(START_MAX.min(2 * class_info(c).batch));
+                    (*tc).bins[c].set_max(start_max(c));
                     (*tc).bins[c].cap = BIN_CAP[c];
                     (*tc).remote[c].lim = remote_limit(c);
                 }
@@ -266,6 +292,110 @@ extern "C" fn thread_exit(arg: *mut libc::c_void) {
     // SAFETY: `tc` is this thread's registered cache; the slot no longer points to it, so nothing
     // else uses it.
     unsafe {
+        if !park(tc) {
+            retire(tc);
+        }
+    }
+    release_parked(false);
+}
+
+/// Parks exiting cache `tc` if fewer than [`MAX_PARKED`] are: it stays registered with its bins,
+/// its owned spans, its id and its open inbox, and the next thread that starts adopts it whole
+/// (`init_thread`), which spares both threads a round trip of every object and span through the
+/// central lists (8,000 short-lived threads, 4 at a time, make about 40 such round trips each;
+/// glibc hands an exited thread's arena to the next thread the same way). Frees into its spans
+/// meanwhile wait in its inbox, as for an owner blocked in `join`, and a stalled-owner helper may
+/// move them onto the spans. First its bins go back to a new thread's limits (the objects over
+/// them back to their spans, as at an exit without parking; the budget is restored), so a parked
+/// cache holds no more than a new thread's would after the same work, and its remote lists are
+/// handed over: other owners' objects must not wait for a thread that may never come. Returns
+/// whether `tc` was parked.
+///
+/// # Safety
+/// `tc` is the exiting thread's cache, registered and used by nobody else.
+unsafe fn park(tc: *mut ThreadCache) -> bool {
+    // SAFETY: caller's contract.
+    unsafe {
+        if (*tc).id == NO_ID {
+            return false;
+        }
+        {
+            let _own = OwnGuard::lock((*tc).id);
+            for c in 1..NUM_CLASSES {
+                let start = start_max(c);
+                while (*tc).bins[c].count() > start && !(*tc).bins[c].head.is_null() {
+                    let p = (*tc).bins[c].head;
+                    (*tc).bins[c].head = *(p as *mut *mut u8);
+                    (*tc).bins[c].room += 1;
+                    route(tc, p, span_of_object(p, c), c);
+                }
+                (*tc).bins[c].set_max(start);
+                (*tc).bins[c].cap = BIN_CAP[c];
+                if (*tc).remote[c].len > 0 {
+                    flush_remote(tc, c);
+                }
+            }
+            (*tc).budget = CACHE_BUDGET;
+        }
+        let now = crate::page_heap::now_ms();
+        with_registry(|r| {
+            if r.parked_n >= MAX_PARKED {
+                return false;
+            }
+            (*tc).parked_next = r.parked;
+            (*tc).parked_ms = now;
+            r.parked = tc;
+            r.parked_n += 1;
+            r.live -= 1;
+            true
+        })
+    }
+}
+
+/// Tears down parked caches: all of them with `all`, else those parked [`PARK_MS`] ago or more.
+/// Each gives back everything it holds (as at an exit without parking). Takes the registry lock;
+/// call with no allocator lock held.
+pub fn release_parked(all: bool) {
+    let now = crate::page_heap::now_ms();
+    loop {
+        let tc = with_registry(|r| {
+            // The oldest parked cache is the last on the list.
+            let (mut prev, mut tc) = (ptr::null_mut::<ThreadCache>(), r.parked);
+            // SAFETY: parked caches are registered records no thread uses.
+            unsafe {
+                while !tc.is_null() && !(*tc).parked_next.is_null() {
+                    prev = tc;
+                    tc = (*tc).parked_next;
+                }
+                if tc.is_null() || !(all || (*tc).parked_ms + PARK_MS <= now) {
+                    return ptr::null_mut();
+                }
+                if prev.is_null() {
+                    r.parked = ptr::null_mut();
+                } else {
+                    (*prev).parked_next = ptr::null_mut();
+                }
+            }
+            r.parked_n -= 1;
+            r.live += 1; // counted again until `retire` unregisters it
+            tc
+        });
+        if tc.is_null() {
+            return;
+        }
+        // SAFETY: an unparked cache no thread uses.
+        unsafe { retire(tc) };
+    }
+}
+
+/// Gives back everything cache `tc` holds, abandons its spans, closes its inbox and unregisters
+/// it (its id is dropped).
+///
+/// # Safety
+/// `tc` is a registered cache counted in `live` that no thread uses (its thread has exited).
+unsafe fn retire(tc: *mut ThreadCache) {
+    // SAFETY: caller's contract.
+    unsafe {
         let id = (*tc).id;
         {
             let _own = OwnGuard::lock(id);
@@ -338,6 +468,11 @@ pub fn thread_counts() -> (usize, u64) {
     with_registry(|r| (r.live, r.created))
 }
 
+/// Caches of exited threads parked for adoption (see [`park`]).
+pub fn parked_count() -> usize {
+    with_registry(|r| r.parked_n)
+}
+
 /// In a forked child: every other thread is gone, possibly stopped halfway through changing one of
 /// its spans or lists. Their spans are rebuilt from their free lists and given to the central
 /// lists (found by walking the page heap, not through the caches' lists, which may be torn), and
@@ -387,6 +522,10 @@ pub fn after_fork_child() {
         }
     }
     with_registry(|r| {
+        // Parked caches go like the others (their spans were rebuilt above).
+        r.live += r.parked_n;
+        r.parked = ptr::null_mut();
+        r.parked_n = 0;
         let mut tc = r.head;
         while !tc.is_null() {
             // SAFETY: registered records are valid; their threads no longer exist in the child.

@@ -16,8 +16,11 @@
 //! States: a thread's slot (see `tls`) points at the static `UNINIT` cache until the thread first
 //! needs one, then at its own `ThreadCache` (a metadata record, registered in a global list), and
 //! after its exit destructor ran, at the static `DEAD` cache: a dead thread allocates one object at
-//! a time from unowned spans and never gets a new cache. At exit a cache gives everything back and
-//! abandons its spans to the central lists.
+//! a time from unowned spans and never gets a new cache. At exit a cache is *parked* whole (its
+//! bins, owned spans, id and open inbox) for the next thread that starts, which adopts it instead
+//! of building a cache from the central lists; past a few parked caches, or a second after
+//! parking, or on `collect`, a cache gives everything back and abandons its spans to the central
+//! lists.
 //!
 //! Free objects hold the next link in word 0 and [`free_key`] in word 1 (every push writes it,
 //! Rust's sized free included); `malloc` clears word 1, so a `free` that finds the key is
@@ -48,7 +51,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 pub use life::{
     after_fork_child, flush_current, fold_counts, fork_lock_own, fork_unlock_own, global_init,
-    thread_counts, REGISTRY_LOCK,
+    parked_count, release_parked, thread_counts, REGISTRY_LOCK,
 };
 use life::{init_thread, with_registry};
 pub use remote::inbox_push;
@@ -204,6 +207,10 @@ pub struct ThreadCache {
     pub state: CacheState,
     next: *mut ThreadCache,
     prev: *mut ThreadCache,
+    /// Next parked cache (see `life::park`; registry lock).
+    parked_next: *mut ThreadCache,
+    /// When this cache was parked (ms, `page_heap::now_ms`; registry lock).
+    parked_ms: u64,
 }
 
 pub(crate) struct ReadOnly(ThreadCache);
@@ -231,6 +238,8 @@ const fn empty_cache(state: CacheState) -> ThreadCache {
         state,
         next: ptr::null_mut(),
         prev: ptr::null_mut(),
+        parked_next: ptr::null_mut(),
+        parked_ms: 0,
     }
 }
 
@@ -264,6 +273,11 @@ pub(super) fn remote_limit(c: usize) -> u32 {
 
 /// A new thread's bins start with this limit (see the slow start in `alloc_slow`).
 const START_MAX: u32 = 8;
+
+/// The limit a new thread's bin of class `c` starts with (and a parked cache's returns to).
+pub(super) fn start_max(c: usize) -> u32 {
+    START_MAX.min(2 * class_info(c).batch)
+}
 
 /// Bytes a thread cache may grow its bins' limits by, in all (tcmalloc bounds its thread caches
 /// similarly). Bins start at two batches and grow by a batch each time they overflow, up to
@@ -766,7 +780,10 @@ mod tests {
             let k = class_info(c);
             let lim = remote_limit(c);
             assert!(lim <= k.batch, "class {c}: limit {lim} over its batch");
-            assert!(lim >= 2, "class {c}: the fast path pushes only while len + 1 < lim");
+            assert!(
+                lim >= 2,
+                "class {c}: the fast path pushes only while len + 1 < lim"
+            );
             assert!(
                 lim * k.size <= REMOTE_BYTES.max(REMOTE_MIN * k.size),
                 "class {c} ({} B): {lim} objects",
