@@ -502,8 +502,8 @@ unsafe fn resize(p: *mut u8, new_size: usize, align: usize, loose: bool) -> *mut
 /// is flushed first and exited threads' parked caches are torn down, then all free page runs are
 /// released. Returns the bytes released.
 pub fn collect() -> usize {
-    cache::flush_current();
     cache::release_parked(true);
+    cache::flush_current();
     crate::central::release_empty_spans();
     page_heap::with(|h| h.release_all())
 }

@@ -32,8 +32,9 @@
 //!   free objects. Per-class lock.
 //! - **Thread cache** (`cache`): per thread and class, a list of free objects (the bin: the
 //!   lock-free fast path), the owned spans (partial and full), and a remote list of frees for
-//!   spans other threads own. At thread exit a cache is *parked* whole (up to four, for up to a
-//!   second) and the next thread that starts adopts it, spans, bins and owner id included.
+//!   spans other threads own. At thread exit a cache is *parked* whole (up to four) and the next
+//!   thread that starts adopts it, spans, bins and owner id included; one not adopted within a
+//!   second is torn down when a thread next needs a span or exits (or by `collect`).
 //! - **Huge block**: above 32 MiB, mapped directly from the OS and unmapped on free.
 //!
 //! Layers, bottom-up (`src/README.md`): `os → arena → page_heap → span → owner → central → cache → alloc →

@@ -154,6 +154,9 @@ fn a_stalled_owners_inbox_is_emptied_by_threads_that_need_memory() {
 
 fn objects_of_exiting_threads_all_come_back() {
     const N: usize = 500;
+    // Each owner must give its spans back at exit while the freer is still freeing (a parked
+    // cache would be adopted by the next round's owner instead).
+    segfit::cache::set_max_parked(0);
     for round in 0..40 {
         let (tx, rx) = mpsc::channel::<Vec<usize>>();
         let (half_tx, half_rx) = mpsc::channel::<()>();
@@ -187,9 +190,6 @@ fn objects_of_exiting_threads_all_come_back() {
     })
     .join()
     .unwrap();
-    // Exited owners' caches may be parked (holding objects in their bins and inboxes until a
-    // thread adopts them): tear them down first.
-    segfit::cache::release_parked(true);
     let k = class_stats();
     assert_eq!(
         k.out, 0,

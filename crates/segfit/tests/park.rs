@@ -1,6 +1,7 @@
 //! What an exiting thread leaves: its cache is parked whole and adopted by the next thread that
 //! starts (at most four are parked), `collect` tears parked caches down, and what is left after
-//! that is a few empty spans per class on the central lists, which `collect` returns too.
+//! that is a few empty spans per class on the central lists, which `collect` returns too; a
+//! parked cache nobody adopts is torn down a second later by a thread that needs a new span.
 //!
 //! The tests count parked caches and spans of one class process-wide, so they run one at a time.
 
@@ -109,4 +110,28 @@ fn exited_threads_leave_few_empty_spans_and_collect_returns_them() {
     );
     segfit::collect();
     assert_eq!(spans(), before, "collect returns the kept spans");
+}
+
+#[test]
+fn a_parked_cache_nobody_adopts_goes_when_a_thread_needs_a_span_a_second_later() {
+    let _s = serial();
+    segfit::collect();
+    // This thread gets its own cache now, so that it does not adopt the one parked below.
+    // SAFETY: freeing what was just allocated.
+    unsafe { free(malloc(16)) };
+    std::thread::spawn(|| {
+        // SAFETY: freeing what was just allocated.
+        unsafe { free(malloc(SIZE)) };
+    })
+    .join()
+    .unwrap();
+    assert_eq!(parked_count(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // This thread has no span of the class: its refill takes one.
+    let p = malloc(SIZE);
+    let left = parked_count();
+    // SAFETY: allocated just above.
+    unsafe { free(p) };
+    segfit::collect();
+    assert_eq!(left, 0, "the stale parked cache was torn down");
 }

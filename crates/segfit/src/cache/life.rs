@@ -39,7 +39,7 @@ pub(super) struct Registry {
     retired_allocs: [u64; NUM_CLASSES],
     /// Parked caches (see [`park`]), newest first, linked through `parked_next`.
     parked: *mut ThreadCache,
-    /// Length of `parked`, at most [`MAX_PARKED`].
+    /// Length of `parked`, at most [`MAX_PARKED`] (mirrored in [`PARKED`]).
     parked_n: usize,
 }
 
@@ -61,8 +61,11 @@ pub(super) static REGISTRY: RegistryCell = RegistryCell(UnsafeCell::new(Registry
     parked_n: 0,
 }));
 
-/// Caches of exited threads kept whole for threads that start later (see [`park`]).
-const MAX_PARKED: usize = 4;
+/// Caches of exited threads kept whole for threads that start later (see [`park`]); 0 turns
+/// parking off ([`set_max_parked`]).
+static MAX_PARKED: AtomicUsize = AtomicUsize::new(4);
+/// `Registry::parked_n`, readable without the registry lock (see [`release_stale_parked`]).
+static PARKED: AtomicUsize = AtomicUsize::new(0);
 /// A parked cache no thread adopted within this long is torn down (ms), by the next thread exit,
 /// the scavenger or `collect`.
 const PARK_MS: u64 = 1000;
@@ -139,6 +142,7 @@ pub(super) fn init_thread() -> *mut ThreadCache {
                 (*tc).parked_next = ptr::null_mut();
             }
             r.parked_n -= 1;
+            PARKED.store(r.parked_n, Ordering::Relaxed);
             r.live += 1;
             r.created += 1;
             return tc;
@@ -339,13 +343,14 @@ unsafe fn park(tc: *mut ThreadCache) -> bool {
         }
         let now = crate::page_heap::now_ms();
         with_registry(|r| {
-            if r.parked_n >= MAX_PARKED {
+            if r.parked_n >= MAX_PARKED.load(Ordering::Relaxed) {
                 return false;
             }
             (*tc).parked_next = r.parked;
             (*tc).parked_ms = now;
             r.parked = tc;
             r.parked_n += 1;
+            PARKED.store(r.parked_n, Ordering::Relaxed);
             r.live -= 1;
             true
         })
@@ -354,10 +359,11 @@ unsafe fn park(tc: *mut ThreadCache) -> bool {
 
 /// Tears down parked caches: all of them with `all`, else those parked [`PARK_MS`] ago or more.
 /// Each gives back everything it holds (as at an exit without parking). Takes the registry lock;
-/// call with no allocator lock held.
+/// call with no lock held but, at most, the caller's own id lock.
 pub fn release_parked(all: bool) {
     let now = crate::page_heap::now_ms();
-    loop {
+    // Bounded: threads that keep exiting keep parking, and this need not outrun them.
+    for _ in 0..2 * MAX_PARKED.load(Ordering::Relaxed) {
         let tc = with_registry(|r| {
             // The oldest parked cache is the last on the list.
             let (mut prev, mut tc) = (ptr::null_mut::<ThreadCache>(), r.parked);
@@ -377,6 +383,7 @@ pub fn release_parked(all: bool) {
                 }
             }
             r.parked_n -= 1;
+            PARKED.store(r.parked_n, Ordering::Relaxed);
             r.live += 1; // counted again until `retire` unregisters it
             tc
         });
@@ -386,6 +393,23 @@ pub fn release_parked(all: bool) {
         // SAFETY: an unparked cache no thread uses.
         unsafe { retire(tc) };
     }
+}
+
+/// [`release_parked`] of the stale ones, from a thread that needs a new span: a program whose
+/// threads have all exited but one would otherwise keep up to four parked caches, and the free
+/// objects of their spans, for good (unless the scavenger runs). One relaxed load when none is
+/// parked.
+pub(super) fn release_stale_parked() {
+    if PARKED.load(Ordering::Relaxed) != 0 {
+        release_parked(false);
+    }
+}
+
+/// Sets how many exited threads' caches are kept for adoption (default 4; 0: none, every exiting
+/// thread gives everything back at once). Lowering it does not tear down caches already parked
+/// (`collect` does).
+pub fn set_max_parked(n: usize) {
+    MAX_PARKED.store(n, Ordering::Relaxed);
 }
 
 /// Gives back everything cache `tc` holds, abandons its spans, closes its inbox and unregisters
@@ -522,10 +546,28 @@ pub fn after_fork_child() {
         }
     }
     with_registry(|r| {
-        // Parked caches go like the others (their spans were rebuilt above).
+        // Parked caches go like the others (their spans were rebuilt above), but their bins were
+        // left whole at park and nobody touched them since: those objects go back.
+        let mut p = r.parked;
+        while !p.is_null() {
+            // SAFETY: a parked cache's bins are consistent lists of free objects of their class.
+            unsafe {
+                for c in 1..NUM_CLASSES {
+                    let bin = &mut (*p).bins[c];
+                    let n = bin.count() as usize;
+                    if n > 0 && !bin.head.is_null() {
+                        central::release(c, bin.head, n);
+                    }
+                    bin.head = ptr::null_mut();
+                    bin.room = bin.max as i32;
+                }
+                p = (*p).parked_next;
+            }
+        }
         r.live += r.parked_n;
         r.parked = ptr::null_mut();
         r.parked_n = 0;
+        PARKED.store(0, Ordering::Relaxed);
         let mut tc = r.head;
         while !tc.is_null() {
             // SAFETY: registered records are valid; their threads no longer exist in the child.

@@ -19,8 +19,8 @@
 //! a time from unowned spans and never gets a new cache. At exit a cache is *parked* whole (its
 //! bins, owned spans, id and open inbox) for the next thread that starts, which adopts it instead
 //! of building a cache from the central lists; past a few parked caches, or a second after
-//! parking, or on `collect`, a cache gives everything back and abandons its spans to the central
-//! lists.
+//! parking (at the next thread exit or span refill), or on `collect`, a cache gives everything
+//! back and abandons its spans to the central lists.
 //!
 //! Free objects hold the next link in word 0 and [`free_key`] in word 1 (every push writes it,
 //! Rust's sized free included); `malloc` clears word 1, so a `free` that finds the key is
@@ -51,9 +51,9 @@ use core::ptr;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 pub use life::{
     after_fork_child, flush_current, fold_counts, fork_lock_own, fork_unlock_own, global_init,
-    parked_count, release_parked, thread_counts, REGISTRY_LOCK,
+    parked_count, release_parked, set_max_parked, thread_counts, REGISTRY_LOCK,
 };
-use life::{init_thread, with_registry};
+use life::{init_thread, release_stale_parked, with_registry};
 pub use remote::inbox_push;
 use remote::{drain_inbox, help_idle_owner, help_stalled_owners, route};
 
@@ -448,6 +448,7 @@ pub fn alloc_slow(c: usize) -> *mut u8 {
                     break;
                 }
                 help_stalled_owners((*tc).id);
+                release_stale_parked();
                 s = central::take_span(c, (*tc).id);
                 if s.is_null() {
                     return ptr::null_mut();
