@@ -127,8 +127,8 @@
 //!   partly used spans do not.
 
 // Without the `std` feature the core needs only `core` and `libc` (the C library builds it so:
-// no unwinder, backtrace symbolizer or `libgcc_s` in libsegfit.so, about 0.5 MiB less resident in
-// every process it is preloaded into).
+// no unwinder, backtrace symbolizer or `libgcc_s` in libsegfit.so: 2.1 MB -> 350 KB, and about
+// 0.3 MiB less resident in every process it is preloaded into).
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 // Per-class arrays are indexed in parallel by class number; index loops say that best.
