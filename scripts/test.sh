@@ -25,3 +25,5 @@ cargo test --workspace
 # The core again with its checking features: every Rust dealloc validated, span and page heap
 # invariants checked on every slow-path operation.
 cargo test -p segfit --features checked-dealloc,expensive-checks
+# The core without std, as the C library builds it, inside std test programs.
+cargo test -p segfit --no-default-features --features initial-exec

@@ -9,10 +9,17 @@
  * over exec into ru_maxrss; every workload smaller than the runner then read as the runner's
  * size (5.4 MiB). This program is about 1 MiB resident, the same as any dynamically linked
  * program after exec, so the peak RSS it reports is the workload's own. It runs without
- * LD_PRELOAD itself, so the allocator under test serves only the workload. */
+ * LD_PRELOAD itself, so the allocator under test serves only the workload.
+ *
+ * The runner puts the launcher in a process group of its own (a timeout kills the group), so a
+ * Ctrl-C at the terminal does not reach it: the launcher and the workload instead die with
+ * their parent (PR_SET_PDEATHSIG). */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -25,6 +32,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: launch REPORT PRELOAD PROGRAM [ARGS...]\n");
         return 2;
     }
+    /* an inherited "ignore SIGCHLD" would make wait4 fail with ECHILD */
+    signal(SIGCHLD, SIG_DFL);
+    pid_t runner = getppid();
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != runner) return 2; /* the runner died before the line above */
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     pid_t pid = fork();
@@ -33,6 +45,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (argv[2][0] != '\0') setenv("LD_PRELOAD", argv[2], 1);
         else unsetenv("LD_PRELOAD");
         execvp(argv[3], argv + 3);
@@ -42,7 +55,10 @@ int main(int argc, char **argv) {
     int status = 0;
     struct rusage ru;
     while (wait4(pid, &status, 0, &ru) < 0) {
-        /* EINTR only: the child is ours and not reaped yet */
+        if (errno != EINTR) {
+            perror("launch: wait4");
+            return 2;
+        }
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     FILE *f = fopen(argv[1], "w");

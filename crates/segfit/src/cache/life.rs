@@ -272,6 +272,10 @@ unsafe fn trim_bin(tc: *mut ThreadCache, c: usize, keep: u32) {
             let bin = &mut (*tc).bins[c];
             let len = bin.count();
             if len <= keep {
+                if keep == 0 {
+                    bin.head = ptr::null_mut();
+                    bin.room = bin.max as i32;
+                }
                 return;
             }
             let give = len - keep;
