@@ -173,33 +173,32 @@ mod tests {
         crate::workloads::compile_c("launch", LAUNCH_C, dir).unwrap()
     }
 
-    #[test]
-    fn measures_a_real_process() {
-        let p = Prepared {
-            name: "echo",
+    /// A workload that runs `script` with `/bin/sh -c`.
+    fn sh(script: &str) -> Prepared {
+        Prepared {
+            name: "sh",
             program: "/bin/sh".into(),
-            args: vec!["-c".into(), "echo checksum 42; exit 0".into()],
+            args: vec!["-c".into(), script.into()],
             stdin: None,
             env: vec![],
             checksum: ChecksumMode::Line,
-        };
+        }
+    }
+
+    #[test]
+    fn measures_a_real_process() {
+        let p = sh("echo checksum 42; exit 0");
         let dir = std::env::temp_dir().join(format!("segfit-bench-test-{}", std::process::id()));
         let l = launcher(&dir);
         let m = run(&p, None, &l, &dir, Duration::from_secs(30)).unwrap();
         assert_eq!(m.error, None);
         assert_eq!(m.checksum.as_deref(), Some("42"));
         assert!(m.maxrss_kib > 0);
-        let p = Prepared {
-            args: vec!["-c".into(), "echo oops >&2; exit 3".into()],
-            ..p
-        };
+        let p = sh("echo oops >&2; exit 3");
         let m = run(&p, None, &l, &dir, Duration::from_secs(30)).unwrap();
         let e = m.error.unwrap();
         assert!(e.contains("exit status 3") && e.contains("oops"), "{e}");
-        let p = Prepared {
-            args: vec!["-c".into(), "sleep 30".into()],
-            ..p
-        };
+        let p = sh("sleep 30");
         let m = run(&p, None, &l, &dir, Duration::from_secs(1)).unwrap();
         assert!(m.error.unwrap().contains("timed out"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -211,14 +210,7 @@ mod tests {
         // least that (Linux keeps the high-water mark across exec).
         let big = vec![1u8; 64 << 20];
         assert_eq!(std::hint::black_box(&big)[12345], 1);
-        let p = Prepared {
-            name: "sh",
-            program: "/bin/sh".into(),
-            args: vec!["-c".into(), "echo checksum 1".into()],
-            stdin: None,
-            env: vec![],
-            checksum: ChecksumMode::Line,
-        };
+        let p = sh("echo checksum 1");
         let dir = std::env::temp_dir().join(format!("segfit-bench-rss-{}", std::process::id()));
         let l = launcher(&dir);
         let m = run(&p, None, &l, &dir, Duration::from_secs(30)).unwrap();

@@ -34,13 +34,7 @@ const ENTRIES: &[&str] = &[
 
 /// Function name -> names of the functions it calls or jumps to directly.
 fn call_graph(lib: &PathBuf) -> BTreeMap<String, BTreeSet<String>> {
-    let out = Command::new("objdump")
-        .args(["-d", "--no-show-raw-insn"])
-        .arg(lib)
-        .output()
-        .expect("objdump (binutils)");
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = binutils("objdump", &["-d", "--no-show-raw-insn"], lib);
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut current = String::new();
     for line in text.lines() {
@@ -134,13 +128,7 @@ fn allocation_entry_points_cannot_reach_a_panic() {
 #[test]
 fn release_library_needs_only_libc_and_carries_no_std() {
     let lib = common::build_lib(true).join("libsegfit.so");
-    let out = Command::new("readelf")
-        .args(["-d", "-W"])
-        .arg(&lib)
-        .output()
-        .expect("readelf (binutils)");
-    assert!(out.status.success());
-    let dynamic = String::from_utf8_lossy(&out.stdout);
+    let dynamic = binutils("readelf", &["-d", "-W"], &lib);
     let needed: Vec<&str> = dynamic
         .lines()
         .filter(|l| l.contains("(NEEDED)"))
@@ -153,13 +141,7 @@ fn release_library_needs_only_libc_and_carries_no_std() {
             "libsegfit.so needs {n} (all: {needed:?})"
         );
     }
-    let out = Command::new("nm")
-        .args(["-C"])
-        .arg(&lib)
-        .output()
-        .expect("nm (binutils)");
-    assert!(out.status.success());
-    let symbols = String::from_utf8_lossy(&out.stdout);
+    let symbols = binutils("nm", &["-C"], &lib);
     let from_std: Vec<&str> = symbols
         .lines()
         .filter(|l| {
@@ -174,4 +156,15 @@ fn release_library_needs_only_libc_and_carries_no_std() {
         from_std.is_empty(),
         "std code in libsegfit.so: {from_std:?}"
     );
+}
+
+/// The standard output of binutils tool `tool` run with `args` on `lib`.
+fn binutils(tool: &str, args: &[&str], lib: &PathBuf) -> String {
+    let out = Command::new(tool)
+        .args(args)
+        .arg(lib)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} (binutils): {e}"));
+    assert!(out.status.success(), "{tool} failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
