@@ -32,6 +32,35 @@
 mod init;
 mod report;
 
+/// Without std (the default build: the core without its `std` feature) nothing provides a panic
+/// handler. None of segfit's paths can panic (misuse and corrupted metadata end in the core's
+/// `fatal`; `tests/no_panic.rs` walks the call graph of every entry point), so this is never
+/// reached; it ends the process like `fatal`. Not when the core has std (the general-dynamic
+/// build, or a workspace build that unified features; see `build.rs`), and not in this crate's
+/// own test build, which links std.
+#[cfg(not(any(test, segfit_core_std)))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    segfit_core::fatal::fatal("segfit", "panic (a bug in segfit)", 0)
+}
+
+// The precompiled `core` names the unwinder's personality routine in its unwind tables even when
+// nothing unwinds, and without std nothing defines it: an unoptimised libsegfit.so would be left
+// with an undefined `rust_eh_personality` and programs linking it would fail. This hidden
+// definition satisfies the reference without exporting anything; it is never called (the
+// library is built with `panic = "abort"`, and nothing in it unwinds).
+#[cfg(not(any(test, segfit_core_std)))]
+core::arch::global_asm!(
+    ".pushsection .text.rust_eh_personality,\"ax\",@progbits",
+    ".globl rust_eh_personality",
+    ".hidden rust_eh_personality",
+    ".type rust_eh_personality,@function",
+    "rust_eh_personality:",
+    "ud2",
+    ".size rust_eh_personality,.-rust_eh_personality",
+    ".popsection",
+);
+
 use core::ffi::{c_int, c_void};
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};

@@ -159,34 +159,6 @@ pub use stats::{stats, Stats};
 
 use core::alloc::{GlobalAlloc, Layout};
 
-/// Without std nothing provides a panic handler: with the `panic-handler` feature (which the C
-/// library turns on) the core brings one. None of segfit's paths can panic (misuse and corrupted
-/// metadata end in [`fatal::fatal`]; `segfit-malloc`'s `no_panic` test walks the call graph of
-/// every entry point), so this is never reached; it ends the process like `fatal`. Not when `std`
-/// is on too (a workspace build unifies features): std's handler is there then.
-#[cfg(all(feature = "panic-handler", not(any(test, feature = "std"))))]
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    fatal::fatal("segfit", "panic (a bug in segfit)", 0)
-}
-
-// The precompiled `core` names the unwinder's personality routine in its unwind tables even when
-// nothing unwinds, and without std nothing defines it: an unoptimised libsegfit.so would be left
-// with an undefined `rust_eh_personality` and programs linking it would fail. This hidden
-// definition satisfies the reference without exporting anything; it is never called (the C
-// library is built with `panic = "abort"`, and nothing in it unwinds).
-#[cfg(all(feature = "panic-handler", not(any(test, feature = "std"))))]
-core::arch::global_asm!(
-    ".pushsection .text.rust_eh_personality,\"ax\",@progbits",
-    ".globl rust_eh_personality",
-    ".hidden rust_eh_personality",
-    ".type rust_eh_personality,@function",
-    "rust_eh_personality:",
-    "ud2",
-    ".size rust_eh_personality,.-rust_eh_personality",
-    ".popsection",
-);
-
 /// The segfit allocator, for `#[global_allocator]`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SegFit;
