@@ -31,6 +31,109 @@ pub struct SegfitOptions<'a> {
     pub build: bool,
 }
 
+/// The packaged peers: name, library file, Debian package.
+const PACKAGED: &[(&str, &str, &str)] = &[
+    ("mimalloc", "libmimalloc.so.2", "libmimalloc2.0"),
+    ("jemalloc", "libjemalloc.so.2", "libjemalloc2"),
+    (
+        "tcmalloc",
+        "libtcmalloc_minimal.so.4",
+        "libtcmalloc-minimal4",
+    ),
+];
+
+fn packaged(name: &str) -> Option<(&'static str, &'static str)> {
+    PACKAGED
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|&(_, file, pkg)| (file, pkg))
+}
+
+/// The Debian packages to install for the requested allocators whose library `present` does not
+/// find, and `sqlite3` when `want_sqlite` and it is not on `PATH` (`sqlite_present`), in request
+/// order without repeats.
+pub fn missing_packages(
+    requested: &[String],
+    present: impl Fn(&str) -> bool,
+    want_sqlite: bool,
+    sqlite_present: bool,
+) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for req in requested {
+        if let Some((file, pkg)) = packaged(req.trim()) {
+            if !present(file) && !out.contains(&pkg) {
+                out.push(pkg);
+            }
+        }
+    }
+    if want_sqlite && !sqlite_present {
+        out.push("sqlite3");
+    }
+    out
+}
+
+/// Whether a packaged library file is installed.
+pub fn packaged_present(file: &str) -> bool {
+    find_packaged(file).is_some()
+}
+
+/// The commands that install `pkgs` with apt-get: directly as root, else through `sudo -n` (never
+/// a password prompt). `None` when neither is possible.
+pub fn install_commands(pkgs: &[&str], root: bool, sudo: bool) -> Option<Vec<Vec<String>>> {
+    if pkgs.is_empty() || !(root || sudo) {
+        return None;
+    }
+    let prefix: Vec<String> = if root {
+        vec![]
+    } else {
+        vec!["sudo".into(), "-n".into()]
+    };
+    let mut update = prefix.clone();
+    update.extend(["apt-get", "update", "-qq"].map(String::from));
+    let mut install = prefix;
+    install.extend(["apt-get", "install", "-y", "-qq"].map(String::from));
+    install.extend(pkgs.iter().map(|p| p.to_string()));
+    Some(vec![update, install])
+}
+
+/// Installs the missing Debian packages (the peers, sqlite3) before a run, as the issue asks of a
+/// fresh machine. Failures are warnings: what is still missing is then skipped with its own
+/// warning, as before.
+pub fn install_missing(pkgs: &[&str], warn: &mut Vec<String>) {
+    if pkgs.is_empty() {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let sudo = crate::workloads::which("sudo").is_some();
+    let Some(cmds) = install_commands(pkgs, root, sudo) else {
+        warn.push(format!(
+            "warning: cannot install {} (not root and no sudo); install them with apt-get",
+            pkgs.join(" ")
+        ));
+        return;
+    };
+    eprintln!("installing Debian packages: {}", pkgs.join(" "));
+    for cmd in cmds {
+        let status = Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(std::process::Stdio::null())
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => {
+                warn.push(format!("warning: `{}` failed ({s})", cmd.join(" ")));
+                return;
+            }
+            Err(e) => {
+                warn.push(format!("warning: could not run `{}`: {e}", cmd.join(" ")));
+                return;
+            }
+        }
+    }
+}
+
 fn find_packaged(file: &str) -> Option<PathBuf> {
     LIBDIRS
         .iter()
@@ -167,9 +270,9 @@ pub fn resolve(
                 continue;
             }
             "segfit" => find_segfit(segfit, warn),
-            "mimalloc" => find_packaged("libmimalloc.so.2"),
-            "jemalloc" => find_packaged("libjemalloc.so.2"),
-            "tcmalloc" => find_packaged("libtcmalloc_minimal.so.4"),
+            "mimalloc" | "jemalloc" | "tcmalloc" => {
+                packaged(req).and_then(|(f, _)| find_packaged(f))
+            }
             other => bail!(
                 "unknown allocator {other:?}; known: {} (or name=/path/to/lib.so)",
                 KNOWN.join(", ")
@@ -182,11 +285,7 @@ pub fn resolve(
             }),
             None if req == "segfit" => {} // warning already pushed
             None => {
-                let pkg = match req {
-                    "mimalloc" => "libmimalloc2.0",
-                    "jemalloc" => "libjemalloc2",
-                    _ => "libtcmalloc-minimal4",
-                };
+                let pkg = packaged(req).map_or("", |(_, p)| p);
                 warn.push(format!(
                     "warning: skipping {req}: library not found (apt-get install {pkg})"
                 ));
@@ -199,6 +298,40 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_missing_requested_packages_are_installed() {
+        let req: Vec<String> = [
+            "glibc", "segfit", "mimalloc", "tcmalloc", "mimalloc", "x=/l.so",
+        ]
+        .map(String::from)
+        .to_vec();
+        let none = |_: &str| false;
+        assert_eq!(
+            missing_packages(&req, none, true, false),
+            ["libmimalloc2.0", "libtcmalloc-minimal4", "sqlite3"]
+        );
+        let only_tc = |f: &str| f != "libtcmalloc_minimal.so.4";
+        assert_eq!(
+            missing_packages(&req, only_tc, true, true),
+            ["libtcmalloc-minimal4"]
+        );
+        assert!(missing_packages(&req, |_| true, false, false).is_empty());
+    }
+
+    #[test]
+    fn install_runs_apt_get_as_root_or_through_sudo_without_a_prompt() {
+        let root = install_commands(&["libjemalloc2"], true, false).unwrap();
+        assert_eq!(root[0], ["apt-get", "update", "-qq"]);
+        assert_eq!(root[1], ["apt-get", "install", "-y", "-qq", "libjemalloc2"]);
+        let sudo = install_commands(&["a", "b"], false, true).unwrap();
+        assert_eq!(
+            sudo[1],
+            ["sudo", "-n", "apt-get", "install", "-y", "-qq", "a", "b"]
+        );
+        assert!(install_commands(&["a"], false, false).is_none());
+        assert!(install_commands(&[], true, true).is_none());
+    }
 
     #[test]
     fn glibc_always_resolves_and_unknown_is_error() {

@@ -55,6 +55,10 @@ struct Args {
     /// Don't run `cargo build --release -p segfit-malloc` before searching for libsegfit.so.
     #[arg(long)]
     no_build: bool,
+    /// Don't install missing peers (libmimalloc2.0, libjemalloc2, libtcmalloc-minimal4) or
+    /// sqlite3 with apt-get; skip them with a warning instead.
+    #[arg(long)]
+    no_install: bool,
     /// Kill a workload process after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
@@ -141,6 +145,16 @@ fn real_main() -> Result<i32> {
     // allocators
     let root = repo_root();
     let mut warnings = Vec::new();
+    if !args.no_install {
+        let want_sqlite = selected.iter().any(|w| w.name == "sqlite");
+        let pkgs = allocators::missing_packages(
+            &args.allocators,
+            allocators::packaged_present,
+            want_sqlite,
+            workloads::which("sqlite3").is_some(),
+        );
+        allocators::install_missing(&pkgs, &mut warnings);
+    }
     let allocs = allocators::resolve(
         &args.allocators,
         &allocators::SegfitOptions {
