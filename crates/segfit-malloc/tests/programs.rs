@@ -226,3 +226,48 @@ fn cpp_threads() {
         Duration::from_secs(120),
     );
 }
+
+/// `tests/c/soak.c` for `SEGFIT_SOAK_SECONDS` (default 10) under glibc (which shows that the
+/// program's own checks hold for a correct malloc), under segfit, and under segfit with its
+/// background scavenger: threads that come and go, cross-thread frees (also of exited threads'
+/// blocks), every block's contents checked, no RSS creep, RSS back after `malloc_trim`.
+/// `scripts/soak.sh` runs the same program for hours.
+#[test]
+fn soak_threads_and_memory() {
+    let secs = std::env::var("SEGFIT_SOAK_SECONDS").unwrap_or_else(|_| "10".into());
+    let exe = compile("soak.c", "soak", &[] as &[&str]);
+    let limit = Duration::from_secs(secs.parse::<u64>().unwrap_or(10) + 120);
+    for (what, preload, env) in [
+        ("glibc", false, None),
+        ("segfit", true, None),
+        (
+            "segfit with the scavenger",
+            true,
+            Some(("SEGFIT_SCAVENGER", "1")),
+        ),
+    ] {
+        let mut c = Command::new(&exe);
+        c.arg(&secs).arg("4");
+        if preload {
+            c = preloaded(c);
+            c.env("SEGFIT_SHOW_STATS", "1");
+        }
+        if let Some((k, v)) = env {
+            c.env(k, v);
+        }
+        let out = run_with_timeout(c, limit);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.starts_with("soak ok"),
+            "soak under {what}: {:?}\n{stdout}\n{stderr}",
+            out.status
+        );
+        assert_eq!(
+            preload,
+            stderr.contains("segfit: stats:"),
+            "{what}: {stderr}"
+        );
+        eprintln!("under {what}: {}", stdout.trim());
+    }
+}
