@@ -27,3 +27,5 @@ cargo test --workspace
 cargo test -p segfit --features checked-dealloc,expensive-checks
 # The core without std, as the C library builds it, inside std test programs.
 cargo test -p segfit --no-default-features --features initial-exec
+# The Rust in-process benchmark is its own workspace (its peers compile C and C++): lint it too.
+cargo clippy --release --manifest-path crates/segfit-bench-rs/Cargo.toml -- -D warnings

@@ -1,5 +1,5 @@
 //! In-process allocator benchmark for Rust programs: the same workloads with segfit, the system
-//! allocator (glibc), mimalloc and jemalloc as the `#[global_allocator]`, each run as a fresh
+//! allocator (glibc), mimalloc (v3), jemalloc and snmalloc as the `#[global_allocator]`, each run as a fresh
 //! process (so peak RSS is the allocator's own), interleaved, median of several runs.
 //!
 //! Run: `cargo run --release --manifest-path crates/segfit-bench-rs/Cargo.toml [runs]`.
@@ -18,8 +18,9 @@ use std::time::Instant;
 static SEGFIT: segfit::SegFit = segfit::SegFit;
 static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static SNMALLOC: snmalloc_rs::SnMalloc = snmalloc_rs::SnMalloc;
 
-const ALLOCATORS: [&str; 4] = ["system", "segfit", "mimalloc", "jemalloc"];
+const ALLOCATORS: [&str; 5] = ["system", "segfit", "mimalloc", "jemalloc", "snmalloc"];
 
 struct Switch;
 static CHOICE: AtomicU8 = AtomicU8::new(0xff);
@@ -57,6 +58,7 @@ macro_rules! dispatch {
             1 => SEGFIT.$method($($arg),*),
             2 => MIMALLOC.$method($($arg),*),
             3 => JEMALLOC.$method($($arg),*),
+            4 => SNMALLOC.$method($($arg),*),
             _ => System.$method($($arg),*),
         }
     };
@@ -252,24 +254,19 @@ fn child(workload: &str) {
 
 fn run_child(alloc: &str, workload: &str) -> (u64, f64, u64) {
     let exe = std::env::current_exe().unwrap();
-    let child = Command::new(exe)
+    let out = Command::new(exe)
         .arg("--child")
         .arg(workload)
         .env("SEGFIT_BENCH_ALLOC", alloc)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
+        .stderr(std::process::Stdio::inherit())
+        .output()
         .unwrap();
-    let pid = child.id() as i32;
-    let mut out = child.stdout.unwrap();
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut out, &mut text).unwrap();
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
     assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{alloc}/{workload} failed"
+        out.status.success(),
+        "{alloc}/{workload} failed: {}",
+        out.status
     );
+    let text = String::from_utf8_lossy(&out.stdout);
     let mut it = text.split_whitespace();
     let sum = it.next().unwrap().parse().unwrap();
     let secs = it.next().unwrap().parse().unwrap();
