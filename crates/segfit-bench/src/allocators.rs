@@ -6,7 +6,15 @@ use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub const KNOWN: &[&str] = &["glibc", "segfit", "mimalloc", "jemalloc", "tcmalloc"];
+pub const KNOWN: &[&str] = &[
+    "glibc",
+    "segfit",
+    "mimalloc",
+    "jemalloc",
+    "tcmalloc",
+    "mimalloc3",
+    "snmalloc",
+];
 
 const LIBDIRS: &[&str] = &[
     "/usr/lib/x86_64-linux-gnu",
@@ -27,8 +35,10 @@ pub struct SegfitOptions<'a> {
     pub repo_root: &'a Path,
     /// Explicit path to the library (skips building and searching).
     pub lib: Option<&'a Path>,
-    /// Try `cargo build --release -p segfit-malloc` first.
+    /// Try `cargo build --release -p segfit-malloc` first (and build missing source-built peers).
     pub build: bool,
+    /// Where the peers built from source (`crate::peers`) are kept.
+    pub peer_dir: &'a Path,
 }
 
 /// The packaged peers: name, library file, Debian package.
@@ -273,6 +283,28 @@ pub fn resolve(
             "mimalloc" | "jemalloc" | "tcmalloc" => {
                 packaged(req).and_then(|(f, _)| find_packaged(f))
             }
+            "mimalloc3" | "snmalloc" => {
+                let built = if segfit.build {
+                    crate::peers::ensure(req, segfit.repo_root, segfit.peer_dir)
+                } else {
+                    let f = segfit
+                        .peer_dir
+                        .join(crate::peers::file_of(req).unwrap_or_default());
+                    if f.is_file() {
+                        Ok(f)
+                    } else {
+                        Err(anyhow::anyhow!("{} not built (--no-build)", f.display()))
+                    }
+                };
+                match built {
+                    Ok(p) => out.push(Allocator {
+                        name: req.to_string(),
+                        preload: Some(p),
+                    }),
+                    Err(e) => warn.push(format!("warning: skipping {req}: {e:#}")),
+                }
+                continue;
+            }
             other => bail!(
                 "unknown allocator {other:?}; known: {} (or name=/path/to/lib.so)",
                 KNOWN.join(", ")
@@ -340,6 +372,7 @@ mod tests {
             repo_root: root,
             lib: None,
             build: false,
+            peer_dir: root,
         };
         let mut warn = Vec::new();
         let a = resolve(&["glibc".into(), "glibc".into()], &opts, &mut warn).unwrap();
@@ -355,6 +388,7 @@ mod tests {
             repo_root: root,
             lib: Some(Path::new("/nonexistent/libsegfit.so")),
             build: false,
+            peer_dir: root,
         };
         let mut warn = Vec::new();
         let a = resolve(&["segfit".into()], &opts, &mut warn).unwrap();

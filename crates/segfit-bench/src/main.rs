@@ -5,6 +5,7 @@
 
 mod allocators;
 mod measure;
+mod peers;
 mod report;
 mod stats;
 mod svg;
@@ -32,12 +33,12 @@ struct Args {
     /// Comma-separated workloads to run (default: all; see --list).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// Comma-separated allocators: glibc, segfit, mimalloc, jemalloc,
-    /// tcmalloc, or name=/path/to/lib.so.
+    /// Comma-separated allocators: glibc, segfit, mimalloc, jemalloc, tcmalloc (Debian packages),
+    /// mimalloc3, snmalloc (built from the Rust benchmark's crate sources), or name=/path/to/lib.so.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "glibc,segfit,mimalloc,jemalloc,tcmalloc"
+        default_value = "glibc,segfit,mimalloc,jemalloc,tcmalloc,mimalloc3,snmalloc"
     )]
     allocators: Vec<String>,
     /// Output directory for bench.csv, bench_runs.csv, bench.json, bench.md and bench.svg.
@@ -76,7 +77,7 @@ struct Args {
 }
 
 /// Packaged allocators whose own bugs should not fail the suite by default.
-const THIRD_PARTY: &[&str] = &["mimalloc", "jemalloc", "tcmalloc"];
+const THIRD_PARTY: &[&str] = &["mimalloc", "jemalloc", "tcmalloc", "mimalloc3", "snmalloc"];
 
 /// The workspace root, from this crate's manifest dir.
 fn repo_root() -> PathBuf {
@@ -144,6 +145,7 @@ fn real_main() -> Result<i32> {
 
     // allocators
     let root = repo_root();
+    let cache = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let mut warnings = Vec::new();
     if !args.no_install {
         let want_sqlite = selected.iter().any(|w| w.name == "sqlite");
@@ -161,6 +163,7 @@ fn real_main() -> Result<i32> {
             repo_root: &root,
             lib: args.segfit_lib.as_deref(),
             build: !args.no_build,
+            peer_dir: &cache.join("peers"),
         },
         &mut warnings,
     )?;
@@ -178,7 +181,6 @@ fn real_main() -> Result<i32> {
     }
 
     // build / generate
-    let cache = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let mut prepared = Vec::new();
     let mut skipped = Vec::new();
     for w in &selected {

@@ -96,3 +96,45 @@ fn unknown_workload_is_rejected() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown workload"));
 }
+
+/// The peers built from source (mimalloc v3, snmalloc) build, preload and give glibc's checksum.
+#[test]
+fn source_built_peers_build_and_run() {
+    let out = std::env::temp_dir().join(format!("segfit-bench-peers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let output = Command::new(env!("CARGO_BIN_EXE_segfit-bench"))
+        .args([
+            "--quick",
+            "--only",
+            "binary_trees,aligned",
+            "--allocators",
+            "glibc,mimalloc3,snmalloc",
+            "--strict",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .arg("--cache-dir")
+        .arg(out.join("cache"))
+        .output()
+        .expect("runner starts");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && !stderr.contains("skipping"),
+        "runner failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    for lib in ["libmimalloc3.so", "libsnmallocshim.so"] {
+        assert!(
+            out.join("cache/peers").join(lib).is_file(),
+            "{lib} not built"
+        );
+    }
+    let csv = std::fs::read_to_string(out.join("bench.csv")).expect("bench.csv written");
+    assert_eq!(
+        csv.lines().filter(|l| l.ends_with(",ok")).count(),
+        6,
+        "{csv}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
