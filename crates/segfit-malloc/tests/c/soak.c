@@ -1,6 +1,7 @@
 /* soak: a long-running, multi-threaded check of a malloc implementation.
  *
- * usage: soak SECONDS [THREADS]      (SOAK_VERBOSE=1 prints a line per second)
+ * usage: soak SECONDS [THREADS]      (SOAK_VERBOSE=1 prints a line per second; SOAK_CHECK_TRIM=1
+ *                                     also checks the RSS after malloc_trim, see below)
  *
  * THREADS workers (default 4) run for SECONDS, each for a random number of operations before it
  * exits and the main thread starts another in its place (so thread caches are created, retired
@@ -15,8 +16,10 @@
  *
  * Memory is checked too. The main thread samples RSS and the bytes the workers hold; the peak RSS
  * of the second half of the run must stay under 1.5x that of the first half plus 16 MiB (no creep
- * under a stationary load), and after everything is freed and malloc_trim(0) the RSS must come
- * back to within 16 MiB of where it started.
+ * under a stationary load). With SOAK_CHECK_TRIM set, the RSS must also come back to within
+ * 16 MiB of where it started once everything is freed and malloc_trim(0) was called (segfit gives
+ * every free page back there; glibc keeps some in its thread arenas, and mimalloc, jemalloc and
+ * tcmalloc do not implement malloc_trim).
  *
  * Prints one line "soak ok ..." and exits 0, or prints what failed and exits 1. */
 #define _GNU_SOURCE
@@ -304,7 +307,7 @@ int main(int argc, char **argv) {
     malloc_trim(0);
     usleep(200000);
     long rss_end = rss_kib();
-    if (rss_end > rss0 + 16384) {
+    if (getenv("SOAK_CHECK_TRIM") && rss_end > rss0 + 16384) {
         fprintf(stderr, "soak: FAILED: RSS %ld KiB after freeing everything and malloc_trim (started at %ld KiB)\n",
                 rss_end, rss0);
         return 1;
