@@ -16,4 +16,4 @@ exe="$target/release/soak"
 cc -O2 -pthread -fno-builtin -o "$exe" crates/segfit-malloc/tests/c/soak.c
 echo "soak: $minutes min, $threads threads, under $target/release/libsegfit.so $*" >&2
 env "$@" SOAK_VERBOSE=1 SOAK_CHECK_TRIM=1 LD_PRELOAD="$target/release/libsegfit.so" \
-  "$exe" $((minutes * 60)) "$threads"
+  "$exe" "$(awk -v m="$minutes" 'BEGIN { print m * 60 }')" "$threads"
