@@ -1,6 +1,6 @@
 //! In-process allocator benchmark for Rust programs: the same workloads with segfit, the system
-//! allocator (glibc), mimalloc (v3), jemalloc and snmalloc as the `#[global_allocator]`, each run as a fresh
-//! process (so peak RSS is the allocator's own), interleaved, median of several runs.
+//! allocator (glibc), mimalloc (v3), jemalloc and snmalloc as the `#[global_allocator]`, each run
+//! as a fresh process (so peak RSS is the allocator's own), interleaved, median of several runs.
 //!
 //! Run: `cargo run --release --manifest-path crates/segfit-bench-rs/Cargo.toml [runs]`.
 //!
