@@ -126,16 +126,8 @@ pub fn ensure(name: &str, repo_root: &Path, dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     eprintln!("building {name} from {}", src.display());
     let tmp = dir.join(format!("{file}.tmp"));
-    let o = build_command(name, &src, &tmp)?
-        .output()
-        .with_context(|| format!("running the compiler for {name}"))?;
-    if !o.status.success() {
-        bail!(
-            "building {name} failed:\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    std::fs::rename(&tmp, &out)?;
+    let cmd = build_command(name, &src, &tmp)?;
+    crate::workloads::build_into(cmd, &tmp, &out, &format!("building {name}"))?;
     Ok(out)
 }
 

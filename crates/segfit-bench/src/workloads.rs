@@ -175,21 +175,24 @@ pub fn compile_c(name: &str, source: &str, cache: &Path) -> Result<PathBuf> {
     let src = cache.join(format!("{name}.c"));
     fs::write(&src, source).with_context(|| format!("writing {}", src.display()))?;
     let tmp = cache.join(format!("{name}-{key:016x}.tmp"));
-    let out = Command::new(&cc)
-        .args(FLAGS)
-        .arg("-o")
-        .arg(&tmp)
-        .arg(&src)
-        .output()
-        .with_context(|| format!("running {cc} (is a C compiler installed?)"))?;
-    if !out.status.success() {
-        bail!(
-            "compiling {name} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    fs::rename(&tmp, &bin)?;
+    let mut cmd = Command::new(&cc);
+    cmd.args(FLAGS).arg("-o").arg(&tmp).arg(&src);
+    build_into(cmd, &tmp, &bin, &format!("compiling {name} with {cc}"))?;
     Ok(bin)
+}
+
+/// Runs compiler command `cmd`, which writes `tmp`, and moves `tmp` to `out` once it succeeded
+/// (so a killed or failed build never leaves a file at `out` that later runs would trust).
+/// `what` names the step in errors, with the compiler's stderr.
+pub fn build_into(mut cmd: Command, tmp: &Path, out: &Path, what: &str) -> Result<()> {
+    let o = cmd
+        .output()
+        .with_context(|| format!("{what} (is the compiler installed?)"))?;
+    if !o.status.success() {
+        bail!("{what} failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    }
+    fs::rename(tmp, out)?;
+    Ok(())
 }
 
 /// Small deterministic generator for the generated inputs.
